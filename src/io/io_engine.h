@@ -1,0 +1,87 @@
+// IoEngine: asynchronous batched reads and writes against one BlockDevice.
+//
+// Two implementations: io_uring (liburing; the default) and a small thread pool doing
+// pread/pwrite, used where io_uring is refused (old kernels, seccomp sandboxes). CreateIoEngine
+// picks one and says which through name(). Both pass the same test suite.
+//
+// Thread-safety: an engine belongs to the thread that submits to it (one ring per submitting
+// thread, as RocksDB does); do not share one engine between threads.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "io/block_device.h"
+
+namespace dualblade {
+
+enum class IoOp : uint8_t { kRead, kWrite };
+// Which descriptor of the BlockDevice serves the request.
+enum class IoPath : uint8_t { kDirect, kBuffered };
+
+// One request. The caller owns it and keeps it (and its buffer) alive and untouched until the
+// engine hands it back from Reap().
+struct IoRequest {
+  // Inputs.
+  IoOp op = IoOp::kRead;
+  IoPath path = IoPath::kDirect;
+  uint64_t offset_bytes = 0;
+  uint8_t* buf = nullptr;
+  uint64_t len_bytes = 0;
+  uint64_t user_tag = 0;  // opaque to the engine
+
+  // Outputs, valid once the request comes back from Reap().
+  Status status;            // OK only when all len_bytes were transferred
+  uint64_t done_bytes = 0;  // bytes transferred (== len_bytes on success)
+};
+
+struct IoEngineOptions {
+  uint32_t queue_depth = 32;
+  // Requests larger than this are split into several kernel requests (0 = the device's
+  // max_transfer_bytes, or 1 MiB when unknown).
+  uint64_t max_request_bytes = 0;
+  // Force the thread-pool engine even where io_uring works (tests, A/B measurements).
+  bool force_threadpool = false;
+  // Register the device's descriptors with the ring (fewer fd lookups per request).
+  bool register_files = true;
+};
+
+class IoEngine {
+ public:
+  virtual ~IoEngine() = default;
+
+  // Accepts a request. The engine keeps at most queue_depth kernel requests in flight; the rest
+  // wait in a software queue. Never blocks for completions. An invalid request (misaligned
+  // direct I/O, out of range, null buffer) completes at once with InvalidArgument.
+  virtual void Enqueue(IoRequest* req) = 0;
+
+  // Submits what is queued, waits until at least min_complete requests (of those outstanding)
+  // have finished, and appends every finished request to *done, in completion order. Short
+  // transfers, -EAGAIN and -EINTR are resubmitted internally and never surface.
+  // Returns an error only when the engine itself fails (the ring broke); per-request errors are in
+  // each request's status.
+  virtual Status Reap(size_t min_complete, std::vector<IoRequest*>* done) = 0;
+
+  // Requests accepted and not yet handed back by Reap.
+  virtual size_t outstanding() const = 0;
+
+  // "io_uring" or "threadpool".
+  virtual std::string_view name() const = 0;
+
+  virtual const IoEngineOptions& options() const = 0;
+
+  // Convenience: runs every request to completion, keeping the queue full. Returns the first
+  // per-request error (every request still completes and carries its own status).
+  Status RunBatch(std::span<IoRequest> reqs);
+};
+
+// Creates the io_uring engine, or the thread-pool engine when io_uring is refused (the reason is
+// logged at info level) or opts.force_threadpool is set. The device must outlive the engine.
+Result<std::unique_ptr<IoEngine>> CreateIoEngine(const BlockDevice* dev, const IoEngineOptions& opts);
+
+}  // namespace dualblade

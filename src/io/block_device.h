@@ -52,8 +52,12 @@ struct OpenOptions {
 class BlockDevice {
  public:
   // Opens PATH (a block device or a regular file). Fails with a clear Status for a missing path,
-  // a directory, a character device, a read-only object opened for writing, or a filesystem that
-  // refuses O_DIRECT.
+  // a directory, a character device, a read-only object opened for writing, an object smaller
+  // than 4 KiB, or a filesystem that refuses O_DIRECT. A block device opened for writing is
+  // claimed exclusively (O_EXCL): the kernel refuses it (Busy) while it or one of its partitions
+  // is mounted or claimed by another open, this process's other BlockDevices included. A file's
+  // size_bytes is rounded down to its logical block size. A file this call created is removed
+  // again on failure.
   static Result<std::unique_ptr<BlockDevice>> Open(const std::string& path, const OpenOptions& opts);
 
   BlockDevice(const BlockDevice&) = delete;

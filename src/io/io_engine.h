@@ -40,6 +40,19 @@ struct IoRequest {
   uint64_t done_bytes = 0;  // bytes transferred (== len_bytes on success)
 };
 
+// Test seam: both engines consult it on every kernel transfer they finish (see
+// io/fault_injection.h). Implementations must be thread-safe: the thread-pool engine calls it from
+// its workers.
+class IoFaultHook {
+ public:
+  virtual ~IoFaultHook() = default;
+  // `result` holds what the kernel returned for one transfer of len_bytes at offset_bytes: a byte
+  // count, or -errno. The hook may rewrite it (an error, or a shorter count) and returns true when
+  // it did; the engine then handles the rewritten result exactly like a real one (a short count is
+  // resumed, -EAGAIN is resubmitted) and marks a resulting error as injected.
+  virtual bool OnTransfer(IoOp op, uint64_t offset_bytes, uint64_t len_bytes, int64_t* result) = 0;
+};
+
 struct IoEngineOptions {
   uint32_t queue_depth = 32;
   // Requests larger than this are split into several kernel requests (0 = the device's
@@ -49,6 +62,8 @@ struct IoEngineOptions {
   bool force_threadpool = false;
   // Register the device's descriptors with the ring (fewer fd lookups per request).
   bool register_files = true;
+  // Not owned; must outlive the engine. nullptr in production.
+  IoFaultHook* fault_hook = nullptr;
 };
 
 class IoEngine {
@@ -77,6 +92,7 @@ class IoEngine {
 
   // Convenience: runs every request to completion, keeping the queue full. Returns the first
   // per-request error (every request still completes and carries its own status).
+  // REQUIRES: no other request is outstanding (they would be handed back here and lost).
   Status RunBatch(std::span<IoRequest> reqs);
 };
 

@@ -1,0 +1,109 @@
+// IoEngine: what both engines share, and the choice between them.
+#include "io/io_engine.h"
+
+#include <algorithm>
+
+#include "common/aligned_buffer.h"
+#include "common/log.h"
+#include "common/units.h"
+#include "io/io_engine_internal.h"
+
+namespace dualblade {
+
+namespace io_internal {
+
+namespace {
+const char* OpName(const IoRequest& req) {
+  const bool direct = req.path == IoPath::kDirect;
+  if (req.op == IoOp::kRead) return direct ? "direct read" : "buffered read";
+  return direct ? "direct write" : "buffered write";
+}
+
+std::string Context(const BlockDevice& dev, const IoRequest& req, uint64_t off, uint64_t len) {
+  return std::string(OpName(req)) + " " + dev.info().path + " at offset " + std::to_string(off) +
+         " (" + std::to_string(len) + " bytes)";
+}
+}  // namespace
+
+Status ValidateRequest(const BlockDevice& dev, const IoRequest& req) {
+  const DeviceInfo& info = dev.info();
+  if (req.op == IoOp::kWrite && dev.read_only())
+    return Status::InvalidArgument(Context(dev, req, req.offset_bytes, req.len_bytes) + ": " +
+                                   info.path + " was opened read-only");
+  if (req.len_bytes == 0) return Status::OK();
+  if (req.buf == nullptr)
+    return Status::InvalidArgument(Context(dev, req, req.offset_bytes, req.len_bytes) +
+                                   ": null buffer");
+  if (req.offset_bytes > info.size_bytes || req.len_bytes > info.size_bytes - req.offset_bytes)
+    return Status::InvalidArgument(Context(dev, req, req.offset_bytes, req.len_bytes) +
+                                   ": past the end of the device (" +
+                                   std::to_string(info.size_bytes) + " bytes)");
+  if (req.path == IoPath::kDirect) {
+    const uint64_t lbs = info.logical_block_bytes;
+    if (!IsAligned(req.offset_bytes, lbs) || !IsAligned(req.len_bytes, lbs) ||
+        !IsAligned(reinterpret_cast<uintptr_t>(req.buf), kDirectIoAlignBytes))
+      return Status::InvalidArgument(Context(dev, req, req.offset_bytes, req.len_bytes) +
+                                     ": direct I/O needs offset and length aligned to " +
+                                     std::to_string(lbs) + " bytes and a buffer aligned to " +
+                                     std::to_string(kDirectIoAlignBytes));
+  }
+  return Status::OK();
+}
+
+uint64_t MaxPieceBytes(const BlockDevice& dev, const IoEngineOptions& opts) {
+  uint64_t max = opts.max_request_bytes;
+  if (max == 0) max = dev.info().max_transfer_bytes;
+  if (max == 0) max = kMiB;
+  // io_uring's read/write length is 32 bits; 1 GiB keeps well inside it.
+  max = std::min<uint64_t>(max, kGiB);
+  return std::max<uint64_t>(AlignDown(max, kDirectIoAlignBytes), kDirectIoAlignBytes);
+}
+
+int DescriptorFor(const BlockDevice& dev, const IoRequest& req) {
+  return req.path == IoPath::kDirect ? dev.direct_fd() : dev.buffered_fd();
+}
+
+Status TransferError(const BlockDevice& dev, const IoRequest& req, uint64_t offset_bytes,
+                     uint64_t len_bytes, int64_t result, bool injected) {
+  Status st;
+  if (result < 0) {
+    st = ErrnoStatus(Context(dev, req, offset_bytes, len_bytes), static_cast<int>(-result));
+  } else {
+    st = Status::IOError(Context(dev, req, offset_bytes, len_bytes) +
+                         (req.op == IoOp::kRead ? ": unexpected end of device"
+                                                : ": the device accepted no bytes"));
+  }
+  if (injected) st.MarkInjected();
+  return st;
+}
+
+}  // namespace io_internal
+
+Status IoEngine::RunBatch(std::span<IoRequest> reqs) {
+  DB_CHECK_MSG(outstanding() == 0, "RunBatch needs an idle engine");
+  for (IoRequest& r : reqs) Enqueue(&r);
+  std::vector<IoRequest*> done;
+  done.reserve(reqs.size());
+  while (done.size() < reqs.size()) DB_RETURN_IF_ERROR(Reap(1, &done));
+  for (IoRequest& r : reqs) {
+    if (!r.status.ok()) return r.status;
+  }
+  return Status::OK();
+}
+
+Result<std::unique_ptr<IoEngine>> CreateIoEngine(const BlockDevice* dev,
+                                                 const IoEngineOptions& opts) {
+  if (dev == nullptr) return Status::InvalidArgument("CreateIoEngine: no device");
+  if (opts.queue_depth == 0 || opts.queue_depth > 4096)
+    return Status::InvalidArgument("queue depth must be between 1 and 4096, not " +
+                                   std::to_string(opts.queue_depth));
+  if (!opts.force_threadpool) {
+    auto uring = io_internal::NewIoUringEngine(dev, opts);
+    if (uring.ok()) return std::move(uring).value();
+    DB_LOG_INFO("io_uring is unavailable (%s); using the thread-pool engine",
+                uring.status().message().c_str());
+  }
+  return io_internal::NewThreadPoolEngine(dev, opts);
+}
+
+}  // namespace dualblade

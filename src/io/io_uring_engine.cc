@@ -1,0 +1,265 @@
+// The io_uring engine. One ring per engine (one engine per submitting thread).
+//
+// Life of a request (the submission loop of liburing's examples/io_uring-cp.c, with splitting):
+//
+//   Enqueue ──> pending_ ──carve──> piece (one slot, one SQE) ──submit──> kernel
+//                  ▲                    ▲                                   │
+//                  │                    └── retry_ <── short / -EAGAIN / -EINTR
+//                  │                                                        │
+//                  └─ a request stays at the front of pending_ until all   ▼
+//                     its bytes are carved into pieces          piece done: last one finishes
+//                                                               the request -> finished_ -> Reap
+//
+// A piece holds one of queue_depth slots from its first submission until it is done, so at most
+// queue_depth kernel requests are ever in flight and the completion queue (twice the submission
+// queue) cannot overflow. A failed piece stops the carving of its request; pieces already in flight
+// finish, and the request carries the first error.
+#include <liburing.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <unordered_map>
+
+#include "common/log.h"
+#include "io/io_engine_internal.h"
+
+namespace dualblade::io_internal {
+
+namespace {
+
+class IoUringEngine final : public IoEngine {
+ public:
+  IoUringEngine(const BlockDevice* dev, const IoEngineOptions& opts)
+      : dev_(dev), opts_(opts), max_piece_bytes_(MaxPieceBytes(*dev, opts)) {}
+
+  Status Init() {
+    io_uring_params params;
+    std::memset(&params, 0, sizeof(params));
+    int r = io_uring_queue_init_params(opts_.queue_depth, &ring_, &params);
+    if (r < 0) return ErrnoStatus("io_uring_queue_init", -r);
+    ring_ok_ = true;
+    if (opts_.register_files) {
+      const int fds[2] = {dev_->direct_fd(), dev_->buffered_fd()};
+      r = io_uring_register_files(&ring_, fds, 2);
+      if (r == 0) {
+        fixed_files_ = true;
+      } else {
+        DB_LOG_DEBUG("io_uring_register_files failed (%s); using plain descriptors",
+                     std::strerror(-r));
+      }
+    }
+    slots_.resize(opts_.queue_depth);
+    free_slots_.reserve(opts_.queue_depth);
+    for (uint32_t i = opts_.queue_depth; i > 0; --i) free_slots_.push_back(i - 1);
+    return Status::OK();
+  }
+
+  ~IoUringEngine() override {
+    if (!ring_ok_) return;
+    // The kernel may still be writing into callers' buffers: wait for everything in flight before
+    // the ring goes away.
+    std::vector<IoRequest*> ignored;
+    while (in_kernel_ > 0 || prepared_ > 0) {
+      int r = io_uring_submit_and_wait(&ring_, 1);
+      if (r < 0 && r != -EINTR) break;
+      if (r > 0) {
+        in_kernel_ += static_cast<uint32_t>(r);
+        prepared_ -= static_cast<uint32_t>(r);
+      }
+      ProcessCompletions();
+      retry_.clear();  // abandoned: nobody will reap them
+    }
+    io_uring_queue_exit(&ring_);
+  }
+
+  void Enqueue(IoRequest* req) override {
+    req->done_bytes = 0;
+    req->status = ValidateRequest(*dev_, *req);
+    ++outstanding_;
+    if (!req->status.ok() || req->len_bytes == 0) {
+      finished_.push_back(req);
+      return;
+    }
+    pending_.push_back({req});
+  }
+
+  Status Reap(size_t min_complete, std::vector<IoRequest*>* done) override {
+    if (!broken_.ok()) return broken_;
+    min_complete = std::min(min_complete, outstanding_);
+    size_t handed = 0;
+    for (;;) {
+      ProcessCompletions();
+      Fill();
+      handed += finished_.size();
+      outstanding_ -= finished_.size();
+      done->insert(done->end(), finished_.begin(), finished_.end());
+      finished_.clear();
+      const unsigned wait_nr = handed >= min_complete ? 0 : 1;
+      if (prepared_ == 0 && wait_nr == 0) return Status::OK();
+      DB_CHECK_MSG(prepared_ + in_kernel_ > 0, "waiting for completions with nothing in flight");
+      int r = io_uring_submit_and_wait(&ring_, wait_nr);
+      if (r == -EINTR) continue;
+      if (r < 0) {
+        broken_ = ErrnoStatus("io_uring_submit on " + dev_->info().path, -r);
+        return broken_;
+      }
+      in_kernel_ += static_cast<uint32_t>(r);
+      prepared_ -= static_cast<uint32_t>(r);
+    }
+  }
+
+  size_t outstanding() const override { return outstanding_; }
+  std::string_view name() const override { return "io_uring"; }
+  const IoEngineOptions& options() const override { return opts_; }
+
+ private:
+  struct Pending {
+    IoRequest* req;
+    uint64_t carved_bytes = 0;  // bytes of req already handed to pieces
+  };
+  // Per-request progress while pieces are out; lives in the request's own output fields plus this.
+  struct Slot {
+    IoRequest* req = nullptr;
+    uint64_t offset_bytes = 0;  // of the piece
+    uint8_t* buf = nullptr;
+    uint64_t len_bytes = 0;
+    uint64_t done_bytes = 0;  // of the piece; the rest is resubmitted
+  };
+
+  // Prepares SQEs: resubmissions first (they hold slots already), then new pieces while slots last.
+  void Fill() {
+    while (!retry_.empty()) {
+      if (!PrepareSqe(retry_.front())) return;
+      retry_.pop_front();
+    }
+    while (!pending_.empty()) {
+      Pending& p = pending_.front();
+      IoRequest* req = p.req;
+      if (!req->status.ok() || p.carved_bytes == req->len_bytes) {
+        // Fully carved (or failed: stop carving). The request finishes with its last piece.
+        pending_.pop_front();
+        if (PiecesOut(req) == 0) finished_.push_back(req);
+        continue;
+      }
+      if (free_slots_.empty()) return;
+      if (io_uring_sq_space_left(&ring_) == 0) return;
+      uint32_t s = free_slots_.back();
+      free_slots_.pop_back();
+      const uint64_t len = std::min(max_piece_bytes_, req->len_bytes - p.carved_bytes);
+      slots_[s] = Slot{req, req->offset_bytes + p.carved_bytes, req->buf + p.carved_bytes, len, 0};
+      p.carved_bytes += len;
+      ++pieces_out_[req];
+      bool ok = PrepareSqe(s);
+      DB_CHECK(ok);
+    }
+  }
+
+  // Returns false when the submission queue is full.
+  bool PrepareSqe(uint32_t s) {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    if (sqe == nullptr) return false;
+    const Slot& sl = slots_[s];
+    const bool direct = sl.req->path == IoPath::kDirect;
+    const int fd = fixed_files_ ? (direct ? 0 : 1) : DescriptorFor(*dev_, *sl.req);
+    const uint64_t off = sl.offset_bytes + sl.done_bytes;
+    const unsigned len = static_cast<unsigned>(sl.len_bytes - sl.done_bytes);
+    if (sl.req->op == IoOp::kRead) {
+      io_uring_prep_read(sqe, fd, sl.buf + sl.done_bytes, len, off);
+    } else {
+      io_uring_prep_write(sqe, fd, sl.buf + sl.done_bytes, len, off);
+    }
+    if (fixed_files_) sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(sqe, s);
+    ++prepared_;
+    return true;
+  }
+
+  // Reaps every completion already posted, without waiting.
+  void ProcessCompletions() {
+    io_uring_cqe* cqe;
+    unsigned head;
+    unsigned n = 0;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      ++n;
+      --in_kernel_;
+      OnCompletion(static_cast<uint32_t>(cqe->user_data), cqe->res);
+    }
+    io_uring_cq_advance(&ring_, n);
+  }
+
+  void OnCompletion(uint32_t s, int res) {
+    Slot& sl = slots_[s];
+    IoRequest* req = sl.req;
+    int64_t result = res;
+    bool injected = false;
+    if (opts_.fault_hook != nullptr)
+      injected = opts_.fault_hook->OnTransfer(req->op, sl.offset_bytes + sl.done_bytes,
+                                              sl.len_bytes - sl.done_bytes, &result);
+    if (result == -EAGAIN || result == -EINTR) {
+      retry_.push_back(s);
+      return;
+    }
+    if (result <= 0) {
+      if (req->status.ok())
+        req->status = TransferError(*dev_, *req, sl.offset_bytes + sl.done_bytes,
+                                    sl.len_bytes - sl.done_bytes, result, injected);
+      FinishPiece(s);
+      return;
+    }
+    sl.done_bytes += static_cast<uint64_t>(result);
+    req->done_bytes += static_cast<uint64_t>(result);
+    if (sl.done_bytes < sl.len_bytes) {
+      retry_.push_back(s);  // short transfer: the rest goes out again
+      return;
+    }
+    FinishPiece(s);
+  }
+
+  void FinishPiece(uint32_t s) {
+    IoRequest* req = slots_[s].req;
+    slots_[s] = Slot{};
+    free_slots_.push_back(s);
+    auto it = pieces_out_.find(req);
+    if (--it->second > 0) return;
+    pieces_out_.erase(it);
+    // Still being carved (only the front of pending_ ever is): it finishes when Fill pops it.
+    if (!pending_.empty() && pending_.front().req == req) return;
+    finished_.push_back(req);
+  }
+
+  uint32_t PiecesOut(IoRequest* req) const {
+    auto it = pieces_out_.find(req);
+    return it == pieces_out_.end() ? 0 : it->second;
+  }
+
+  const BlockDevice* dev_;
+  const IoEngineOptions opts_;
+  const uint64_t max_piece_bytes_;
+  io_uring ring_;
+  bool ring_ok_ = false;
+  bool fixed_files_ = false;
+  Status broken_;
+
+  std::vector<Slot> slots_;          // queue_depth entries
+  std::vector<uint32_t> free_slots_;
+  std::deque<Pending> pending_;      // requests with bytes not yet carved into pieces
+  std::deque<uint32_t> retry_;       // slots whose piece must be (re)submitted
+  std::unordered_map<IoRequest*, uint32_t> pieces_out_;  // pieces holding a slot, per request
+  std::vector<IoRequest*> finished_;  // complete, not yet handed back
+  size_t outstanding_ = 0;
+  uint32_t prepared_ = 0;   // SQEs prepared and not yet submitted
+  uint32_t in_kernel_ = 0;  // submitted, completion not yet reaped
+};
+
+}  // namespace
+
+Result<std::unique_ptr<IoEngine>> NewIoUringEngine(const BlockDevice* dev,
+                                                   const IoEngineOptions& opts) {
+  auto engine = std::make_unique<IoUringEngine>(dev, opts);
+  DB_RETURN_IF_ERROR(engine->Init());
+  return std::unique_ptr<IoEngine>(std::move(engine));
+}
+
+}  // namespace dualblade::io_internal

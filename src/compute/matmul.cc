@@ -1,0 +1,146 @@
+#include "compute/matmul.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+
+#include "common/check.h"
+#include "compute/ops.h"
+#include "compute/type_ops.h"
+
+namespace dualblade::compute {
+namespace {
+
+// Weight rows dequantized per sgemm call: 64 rows of a 4096-wide matrix is 1 MiB of F32, which
+// stays in L2 while every token of the batch streams past it.
+constexpr int64_t kTileRows = 64;
+
+// Our pool parallelizes over weight rows; OpenBLAS must not start threads of its own under it.
+void SingleThreadedBlas() {
+  static std::once_flag once;
+  std::call_once(once, [] { openblas_set_num_threads(1); });
+}
+
+}  // namespace
+
+bool MatmulSupportsType(GgmlType type) { return GetTypeOps(type) != nullptr; }
+
+void DequantizeRow(GgmlType type, const void* row, float* out, int64_t n) {
+  const TypeOps* ops = GetTypeOps(type);
+  DB_CHECK(ops != nullptr);
+  ops->to_float(row, out, n);
+}
+
+void Matmul::Run(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y,
+                 ThreadPool* pool) {
+  DB_CHECK(MatmulSupportsType(w.type) && n_tokens >= 0);
+  if (n_tokens == 0) return;
+  switch (mode_) {
+    case MatmulMode::kAuto:
+      if (n_tokens >= kGemmMinTokens) return RunGemm(w, x, n_tokens, y, pool);
+      return RunQuantized(w, x, n_tokens, y, pool);
+    case MatmulMode::kQuantizedActivations:
+      return RunQuantized(w, x, n_tokens, y, pool);
+    case MatmulMode::kF32:
+      if (n_tokens >= kGemmMinTokens) return RunGemm(w, x, n_tokens, y, pool);
+      return RunF32Rows(w, x, n_tokens, y, pool);
+  }
+}
+
+void Matmul::RunGemm(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y,
+                     ThreadPool* pool) {
+  SingleThreadedBlas();
+  const int n_threads = pool != nullptr ? pool->size() : 1;
+  if (tiles_.size() < static_cast<size_t>(n_threads)) tiles_.resize(n_threads);
+  const TypeOps* ops = GetTypeOps(w.type);
+  const int64_t n_tiles = (w.n_out + kTileRows - 1) / kTileRows;
+  auto work = [&](int64_t tile_begin, int64_t tile_end, int thread) {
+    std::vector<float>& tile = tiles_[thread];
+    for (int64_t t = tile_begin; t < tile_end; ++t) {
+      const int64_t r0 = t * kTileRows;
+      const int64_t rows = std::min(kTileRows, w.n_out - r0);
+      const float* b;
+      if (w.type == GgmlType::kF32) {
+        b = reinterpret_cast<const float*>(w.data + r0 * w.row_bytes);
+      } else {
+        tile.resize(static_cast<size_t>(kTileRows * w.n_in));
+        for (int64_t r = 0; r < rows; ++r) {
+          ops->to_float(w.data + (r0 + r) * w.row_bytes, tile.data() + r * w.n_in, w.n_in);
+        }
+        b = tile.data();
+      }
+      // Y[:, r0:r0+rows] = X · B^T, B = rows x n_in row-major.
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n_tokens),
+                  static_cast<int>(rows), static_cast<int>(w.n_in), 1.0f, x,
+                  static_cast<int>(w.n_in), b, static_cast<int>(w.n_in), 0.0f, y + r0,
+                  static_cast<int>(w.n_out));
+    }
+  };
+  if (pool != nullptr) {
+    pool->ParallelFor(n_tiles, work);
+  } else {
+    work(0, n_tiles, 0);
+  }
+}
+
+void Matmul::RunQuantized(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y,
+                          ThreadPool* pool) {
+  const TypeOps* ops = GetTypeOps(w.type);
+  const TypeOps* dot_ops = GetTypeOps(ops->vec_dot_type);
+  DB_CHECK(dot_ops != nullptr);
+  const size_t xq_row = RowSizeBytes(ops->vec_dot_type, w.n_in);
+  const uint8_t* xq;
+  if (ops->vec_dot_type == GgmlType::kF32) {
+    xq = reinterpret_cast<const uint8_t*>(x);
+  } else {
+    xq_.resize(xq_row * static_cast<size_t>(n_tokens));
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      ops->from_float(x + t * w.n_in, xq_.data() + t * xq_row, w.n_in);
+    }
+    xq = xq_.data();
+  }
+  auto work = [&](int64_t begin, int64_t end, int) {
+    for (int64_t r = begin; r < end; ++r) {
+      const uint8_t* row = w.data + r * w.row_bytes;
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        y[t * w.n_out + r] = ops->vec_dot(w.n_in, row, xq + t * xq_row);
+      }
+    }
+  };
+  if (pool != nullptr) {
+    pool->ParallelFor(w.n_out, work, 16);
+  } else {
+    work(0, w.n_out, 0);
+  }
+}
+
+void Matmul::RunF32Rows(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y,
+                        ThreadPool* pool) {
+  const int n_threads = pool != nullptr ? pool->size() : 1;
+  if (tiles_.size() < static_cast<size_t>(n_threads)) tiles_.resize(n_threads);
+  const TypeOps* ops = GetTypeOps(w.type);
+  auto work = [&](int64_t begin, int64_t end, int thread) {
+    std::vector<float>& buf = tiles_[thread];
+    buf.resize(static_cast<size_t>(w.n_in));
+    for (int64_t r = begin; r < end; ++r) {
+      const uint8_t* row = w.data + r * w.row_bytes;
+      const float* wf;
+      if (w.type == GgmlType::kF32) {
+        wf = reinterpret_cast<const float*>(row);
+      } else {
+        ops->to_float(row, buf.data(), w.n_in);
+        wf = buf.data();
+      }
+      for (int64_t t = 0; t < n_tokens; ++t) y[t * w.n_out + r] = DotF32(wf, x + t * w.n_in, w.n_in);
+    }
+  };
+  if (pool != nullptr) {
+    pool->ParallelFor(w.n_out, work, 16);
+  } else {
+    work(0, w.n_out, 0);
+  }
+}
+
+}  // namespace dualblade::compute

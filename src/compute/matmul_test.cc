@@ -1,0 +1,75 @@
+#include "compute/matmul.h"
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "compute/type_ops.h"
+
+namespace dualblade::compute {
+namespace {
+
+struct Quantized {
+  std::vector<uint8_t> bytes;
+  std::vector<float> dequantized;  // what the weights really are after rounding
+  WeightMatrix w;
+};
+
+Quantized MakeWeights(GgmlType type, int64_t n_out, int64_t n_in, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 0.1f);
+  std::vector<float> f(static_cast<size_t>(n_out * n_in));
+  for (auto& v : f) v = d(rng);
+  const TypeOps* ops = GetTypeOps(type);
+  Quantized q;
+  const size_t row = RowSizeBytes(type, n_in);
+  q.bytes.resize(row * n_out);
+  q.dequantized.resize(f.size());
+  // Quantize through the partner conversion when the type is its own partner (F32/F16/BF16).
+  for (int64_t r = 0; r < n_out; ++r) {
+    ops->from_float(f.data() + r * n_in, q.bytes.data() + r * row, n_in);
+    ops->to_float(q.bytes.data() + r * row, q.dequantized.data() + r * n_in, n_in);
+  }
+  q.w = {type, q.bytes.data(), n_in, n_out, row};
+  return q;
+}
+
+TEST(MatmulTest, EveryModeMatchesDoubleReference) {
+  ThreadPool pool(2);
+  for (GgmlType type : {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16}) {
+    if (!MatmulSupportsType(type)) continue;
+    for (int64_t n_tokens : {1, 3, 40}) {
+      const int64_t n_in = 256, n_out = 150;
+      Quantized q = MakeWeights(type, n_out, n_in, 11);
+      std::mt19937 rng(12);
+      std::normal_distribution<float> d;
+      std::vector<float> x(n_tokens * n_in);
+      for (auto& v : x) v = d(rng);
+      for (MatmulMode mode :
+           {MatmulMode::kAuto, MatmulMode::kQuantizedActivations, MatmulMode::kF32}) {
+        Matmul mm(mode);
+        std::vector<float> y(n_tokens * n_out);
+        mm.Run(q.w, x.data(), n_tokens, y.data(), (n_tokens % 2) ? &pool : nullptr);
+        // Activation rounding to a 16-bit partner type costs up to 2^-8 relative (bf16).
+        const bool rounds_x = mode == MatmulMode::kQuantizedActivations ||
+                              (mode == MatmulMode::kAuto && n_tokens < kGemmMinTokens);
+        const double tol = (rounds_x && type == GgmlType::kBF16) ? 0.03
+                           : (rounds_x && type == GgmlType::kF16) ? 3e-3 : 1e-4;
+        for (int64_t t = 0; t < n_tokens; ++t) {
+          for (int64_t j = 0; j < n_out; ++j) {
+            double ref = 0;
+            for (int64_t i = 0; i < n_in; ++i)
+              ref += double(q.dequantized[j * n_in + i]) * x[t * n_in + i];
+            ASSERT_NEAR(y[t * n_out + j], ref, tol)
+                << GgmlTypeName(type) << " mode " << int(mode) << " t " << t << " j " << j;
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace dualblade::compute

@@ -26,6 +26,9 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   int exit_code = 0;
   // Subcommands, in the order --help lists them.
+  dualblade::cli::AddFormatCommand(app, &exit_code);
+  dualblade::cli::AddInfoCommand(app, &exit_code);
+  dualblade::cli::AddIobenchCommand(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

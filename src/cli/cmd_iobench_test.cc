@@ -1,0 +1,139 @@
+// Drives the built dualblade binary: iobench on small stores (a file and a loop device), its JSON,
+// and its refusal to write anywhere but the free space of a dualblade store.
+#include <algorithm>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "testing/test_env.h"
+
+namespace dualblade {
+namespace {
+
+using testing::DualbladeBinary;
+using testing::RunCommand;
+using testing::TempDir;
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Runs a dualblade subcommand; returns its exit status and its output.
+int Dualblade(const std::string& args, std::string* out) {
+  out->clear();
+  return RunCommand(DualbladeBinary() + " " + args, out);
+}
+
+nlohmann::json ParseLastLine(const std::string& out) {
+  size_t end = out.find_last_not_of('\n');
+  size_t start = out.rfind('\n', end);
+  std::string line = out.substr(start == std::string::npos ? 0 : start + 1, end + 1);
+  return nlohmann::json::parse(line);
+}
+
+TEST(IobenchCommandTest, ReadsAStoreFileAndPrintsJson) {
+  TempDir dir;
+  const std::string store = dir.File("s.img");
+  std::string out;
+  ASSERT_EQ(Dualblade("format " + store + " --size 64M", &out), 0) << out;
+  ASSERT_EQ(Dualblade("iobench " + store + " --bs 64K --qd 4 --seconds 0.3 --json", &out), 0)
+      << out;
+  nlohmann::json j = ParseLastLine(out);
+  EXPECT_GT(j["bytes_per_s"].get<double>(), 0);
+  EXPECT_EQ(j["bs"].get<uint64_t>(), 65536u);
+  EXPECT_EQ(j["qd"].get<uint32_t>(), 4u);
+  EXPECT_EQ(j["rw"].get<std::string>(), "read");
+  EXPECT_GE(j["seconds"].get<double>(), 0.3);
+  EXPECT_LT(j["seconds"].get<double>(), 10.0);
+  const std::string engine = j["engine"].get<std::string>();
+  EXPECT_TRUE(engine == "io_uring" || engine == "threadpool") << engine;
+  EXPECT_TRUE(j.contains("device"));
+  // The sweep stays inside the data area: after the superblock and metadata, within the file.
+  EXPECT_GE(j["offset_bytes"].get<uint64_t>(), 1u << 20);
+  EXPECT_LE(j["offset_bytes"].get<uint64_t>() + j["len_bytes"].get<uint64_t>(), 64u << 20);
+  EXPECT_EQ(j["bytes"].get<uint64_t>() % 65536, 0u);
+
+  // The forced fallback engine works too, and says so.
+  ASSERT_EQ(Dualblade("iobench " + store + " --engine threadpool --seconds 0.2 --json", &out), 0)
+      << out;
+  EXPECT_EQ(ParseLastLine(out)["engine"].get<std::string>(), "threadpool");
+
+  // Text output names the figures.
+  ASSERT_EQ(Dualblade("iobench " + store + " --seconds 0.2", &out), 0) << out;
+  EXPECT_NE(out.find("bandwidth"), std::string::npos) << out;
+}
+
+TEST(IobenchCommandTest, WritesOnlyTheStoresFreeSpace) {
+  TempDir dir;
+  const std::string store = dir.File("s.img");
+  std::string out;
+  ASSERT_EQ(Dualblade("format " + store + " --size 64M", &out), 0) << out;
+  const std::string before = ReadAll(store);
+  ASSERT_EQ(Dualblade("iobench " + store + " --rw write --bs 1M --qd 8 --seconds 0.3 --json", &out),
+            0)
+      << out;
+  nlohmann::json j = ParseLastLine(out);
+  EXPECT_EQ(j["rw"].get<std::string>(), "write");
+  EXPECT_GT(j["bytes"].get<uint64_t>(), 0u);
+  const uint64_t off = j["offset_bytes"].get<uint64_t>();
+  const uint64_t len = j["len_bytes"].get<uint64_t>();
+  const std::string after = ReadAll(store);
+  ASSERT_EQ(after.size(), before.size());
+  ASSERT_GE(off, 4096u);
+  // Superblock and metadata before the written range, and anything after it, are untouched.
+  EXPECT_TRUE(after.compare(0, off, before, 0, off) == 0);
+  EXPECT_TRUE(after.compare(off + len, std::string::npos, before, off + len, std::string::npos) == 0);
+  EXPECT_NE(after.substr(off, 4096), before.substr(off, 4096));  // it really wrote
+  EXPECT_EQ(Dualblade("info " + store, &out), 0) << out;
+}
+
+TEST(IobenchCommandTest, RefusesWhatIsNotAStore) {
+  TempDir dir;
+  const std::string path = dir.File("plain.img");
+  {
+    std::ofstream f(path, std::ios::binary);
+    std::string data(32 << 20, 'k');
+    f.write(data.data(), static_cast<std::streamsize>(data.size()));
+  }
+  const std::string before = ReadAll(path);
+  std::string out;
+  EXPECT_EQ(Dualblade("iobench " + path + " --rw write --seconds 0.2", &out), 1) << out;
+  EXPECT_NE(out.find("dualblade iobench: "), std::string::npos) << out;
+  EXPECT_EQ(ReadAll(path), before);
+  EXPECT_EQ(Dualblade("iobench " + path + " --seconds 0.2", &out), 1) << out;
+}
+
+TEST(IobenchCommandTest, BadArgumentsAreOneSentence) {
+  TempDir dir;
+  const std::string store = dir.File("s.img");
+  std::string out;
+  ASSERT_EQ(Dualblade("format " + store + " --size 32M", &out), 0) << out;
+  for (const char* bad : {"--rw trim", "--bs 6K", "--bs 0", "--qd 0", "--seconds 0",
+                          "--engine spdk", "--bs lots"}) {
+    EXPECT_EQ(Dualblade("iobench " + store + " " + bad, &out), 1) << bad << ": " << out;
+    EXPECT_EQ(out.rfind("dualblade iobench: ", 0), 0u) << bad << ": " << out;
+    EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << bad << ": " << out;
+  }
+  EXPECT_EQ(Dualblade("iobench " + dir.File("missing") + " --seconds 0.1", &out), 1);
+  EXPECT_NE(out.find("does not exist"), std::string::npos) << out;
+}
+
+TEST(IobenchCommandTest, ReadsAndWritesALoopDeviceStore) {
+  DB_LOOP_DEVICE_OR_SKIP(loop, 64 << 20);
+  std::string out;
+  ASSERT_EQ(Dualblade("format " + loop.device(), &out), 0) << out;
+  ASSERT_EQ(Dualblade("iobench " + loop.device() + " --rw write --seconds 0.3 --json", &out), 0)
+      << out;
+  ASSERT_EQ(Dualblade("iobench " + loop.device() + " --seconds 0.3 --json", &out), 0) << out;
+  nlohmann::json j = ParseLastLine(out);
+  EXPECT_GT(j["bytes_per_s"].get<double>(), 0);
+  EXPECT_EQ("/dev/" + j["device"].get<std::string>(), loop.device());
+  EXPECT_EQ(Dualblade("info " + loop.device(), &out), 0) << out;
+}
+
+}  // namespace
+}  // namespace dualblade

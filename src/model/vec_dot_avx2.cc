@@ -1,0 +1,229 @@
+// AVX2 + FMA + F16C dot kernels, compiled for that ISA function by function (target attributes)
+// so the rest of the binary stays baseline x86-64; vec_dot.cc calls them only when the CPU has
+// the features. Integer work (int8 x int8 products, scale multiplications) is exact; floats are
+// accumulated in 8 lanes and summed at the end.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "model/fp16.h"
+#include "model/quant_blocks.h"
+#include "model/vec_dot.h"
+
+#define DB_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+namespace dualblade {
+namespace {
+
+DB_AVX2 inline float Hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+DB_AVX2 inline float Half(uint16_t h) { return _cvtsh_ss(h); }
+
+// Signed int8 x signed int8 over 32 lanes -> 8 int32 partial sums. maddubs wants an unsigned
+// left operand, so move a's sign onto b; |a| <= 128 and |b| <= 127 keep the pairwise int16 sums
+// below saturation.
+DB_AVX2 inline __m256i DotI8(__m256i a, __m256i b) {
+  const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+  return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+DB_AVX2 inline __m256i Load32(const void* p) {
+  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+}
+
+}  // namespace
+
+bool CpuHasAvx2Fma() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+         __builtin_cpu_supports("f16c");
+}
+
+DB_AVX2 float VecDotF32Avx2(int64_t n, const void* w, const void* x) {
+  const float* a = static_cast<const float*>(w);
+  const float* b = static_cast<const float*>(x);
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), acc2);
+    acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), acc3);
+  }
+  for (; i + 8 <= n; i += 8) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+  }
+  float sum = Hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+  for (; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
+namespace {
+DB_AVX2 inline __m256 LoadF16x8(const uint8_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+DB_AVX2 inline __m256 LoadBF16x8(const uint8_t* p) {
+  const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+template <__m256 (*kLoad)(const uint8_t*), float (*kConv)(uint16_t)>
+DB_AVX2 inline float Dot16Avx2(int64_t n, const void* w, const void* x) {
+  const uint8_t* a = static_cast<const uint8_t*>(w);
+  const uint8_t* b = static_cast<const uint8_t*>(x);
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    acc0 = _mm256_fmadd_ps(kLoad(a + 2 * i), kLoad(b + 2 * i), acc0);
+    acc1 = _mm256_fmadd_ps(kLoad(a + 2 * i + 16), kLoad(b + 2 * i + 16), acc1);
+    acc2 = _mm256_fmadd_ps(kLoad(a + 2 * i + 32), kLoad(b + 2 * i + 32), acc2);
+    acc3 = _mm256_fmadd_ps(kLoad(a + 2 * i + 48), kLoad(b + 2 * i + 48), acc3);
+  }
+  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(kLoad(a + 2 * i), kLoad(b + 2 * i), acc0);
+  float sum = Hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+  for (; i < n; ++i) {
+    uint16_t ha, hb;
+    std::memcpy(&ha, a + 2 * i, 2);
+    std::memcpy(&hb, b + 2 * i, 2);
+    sum += kConv(ha) * kConv(hb);
+  }
+  return sum;
+}
+}  // namespace
+
+DB_AVX2 float VecDotF16Avx2(int64_t n, const void* w, const void* x) {
+  return Dot16Avx2<LoadF16x8, Fp16ToFp32>(n, w, x);
+}
+
+DB_AVX2 float VecDotBF16Avx2(int64_t n, const void* w, const void* x) {
+  return Dot16Avx2<LoadBF16x8, Bf16ToFp32>(n, w, x);
+}
+
+DB_AVX2 float VecDotQ8_0Avx2(int64_t n, const void* w, const void* x) {
+  const BlockQ8_0* a = static_cast<const BlockQ8_0*>(w);
+  const BlockQ8_0* b = static_cast<const BlockQ8_0*>(x);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / kQK8_0; ++i) {
+    const __m256 d = _mm256_set1_ps(Half(a[i].d) * Half(b[i].d));
+    const __m256i dot = DotI8(Load32(a[i].qs), Load32(b[i].qs));
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), acc);
+  }
+  return Hsum(acc);
+}
+
+DB_AVX2 float VecDotQ4_0Avx2(int64_t n, const void* w, const void* x) {
+  const BlockQ4_0* a = static_cast<const BlockQ4_0*>(w);
+  const BlockQ8_0* b = static_cast<const BlockQ8_0*>(x);
+  const __m128i low4 = _mm_set1_epi8(0x0F);
+  const __m256i eight = _mm256_set1_epi8(8);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / kQK4_0; ++i) {
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a[i].qs));
+    const __m128i lo = _mm_and_si128(packed, low4);                     // elements 0..15
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low4);  // elements 16..31
+    const __m256i q = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), eight);
+    const __m256 d = _mm256_set1_ps(Half(a[i].d) * Half(b[i].d));
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(DotI8(q, Load32(b[i].qs))), acc);
+  }
+  return Hsum(acc);
+}
+
+namespace {
+// Shared by Q4_K and Q5_K: `kFiveBit` adds the fifth bit from qh.
+template <bool kFiveBit, typename Block>
+DB_AVX2 inline float DotK4K5Avx2(int64_t n, const void* w, const void* x) {
+  const Block* a = static_cast<const Block*>(w);
+  const BlockQ8_K* b = static_cast<const BlockQ8_K*>(x);
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  __m256 acc = _mm256_setzero_ps();
+  float mins = 0;
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    uint8_t sc[8], m[8];
+    for (int s = 0; s < 8; ++s) UnpackScaleMinK4(s, a[i].scales, &sc[s], &m[s]);
+    int32_t sum_m = 0;
+    for (int s = 0; s < 8; ++s) sum_m += m[s] * (b[i].bsums[2 * s] + b[i].bsums[2 * s + 1]);
+    __m256i qh;
+    if constexpr (kFiveBit) qh = Load32(a[i].qh);
+    __m256i sumi = _mm256_setzero_si256();
+    for (int j = 0; j < 4; ++j) {  // 64 elements: sub-blocks 2j (low nibbles), 2j+1 (high)
+      const __m256i q4 = Load32(a[i].qs + 32 * j);
+      __m256i lo = _mm256_and_si256(q4, low4);
+      __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), low4);
+      if constexpr (kFiveBit) {
+        const __m256i bit_lo = _mm256_set1_epi8(static_cast<char>(1 << (2 * j)));
+        const __m256i bit_hi = _mm256_set1_epi8(static_cast<char>(2 << (2 * j)));
+        const __m256i sixteen = _mm256_set1_epi8(16);
+        lo = _mm256_or_si256(lo, _mm256_and_si256(
+            _mm256_cmpeq_epi8(_mm256_and_si256(qh, bit_lo), bit_lo), sixteen));
+        hi = _mm256_or_si256(hi, _mm256_and_si256(
+            _mm256_cmpeq_epi8(_mm256_and_si256(qh, bit_hi), bit_hi), sixteen));
+      }
+      const __m256i p_lo = _mm256_maddubs_epi16(lo, Load32(b[i].qs + 64 * j));
+      const __m256i p_hi = _mm256_maddubs_epi16(hi, Load32(b[i].qs + 64 * j + 32));
+      sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p_lo, _mm256_set1_epi16(sc[2 * j])));
+      sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p_hi, _mm256_set1_epi16(sc[2 * j + 1])));
+    }
+    const float dy = b[i].d;
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(Half(a[i].d) * dy), _mm256_cvtepi32_ps(sumi), acc);
+    mins += Half(a[i].dmin) * dy * sum_m;
+  }
+  return Hsum(acc) - mins;
+}
+}  // namespace
+
+DB_AVX2 float VecDotQ4_KAvx2(int64_t n, const void* w, const void* x) {
+  return DotK4K5Avx2<false, BlockQ4_K>(n, w, x);
+}
+
+DB_AVX2 float VecDotQ5_KAvx2(int64_t n, const void* w, const void* x) {
+  return DotK4K5Avx2<true, BlockQ5_K>(n, w, x);
+}
+
+// Q6_K: q in 0..63 (unsigned, so maddubs applies directly) and the -32 offset folded in through
+// the q8 group sums: sum sc_g * (q - 32) * q8 = sum sc_g * q * q8 - 32 * sum sc_g * bsum_g.
+DB_AVX2 float VecDotQ6_KAvx2(int64_t n, const void* w, const void* x) {
+  const BlockQ6_K* a = static_cast<const BlockQ6_K*>(w);
+  const BlockQ8_K* b = static_cast<const BlockQ8_K*>(x);
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i two = _mm256_set1_epi8(3);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    const int8_t* sc = a[i].scales;
+    int32_t offset = 0;
+    for (int g = 0; g < 16; ++g) offset += sc[g] * b[i].bsums[g];
+    __m256i sumi = _mm256_setzero_si256();
+    for (int half = 0; half < 2; ++half) {
+      const __m256i ql0 = Load32(a[i].ql + 64 * half);
+      const __m256i ql1 = Load32(a[i].ql + 64 * half + 32);
+      const __m256i qh = Load32(a[i].qh + 32 * half);
+      const __m256i hb0 = _mm256_slli_epi16(_mm256_and_si256(qh, two), 4);
+      const __m256i hb1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), two), 4);
+      const __m256i hb2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), two), 4);
+      const __m256i hb3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), two), 4);
+      const __m256i q[4] = {
+          _mm256_or_si256(_mm256_and_si256(ql0, low4), hb0),
+          _mm256_or_si256(_mm256_and_si256(ql1, low4), hb1),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), hb2),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4), hb3)};
+      for (int k = 0; k < 4; ++k) {  // 32 elements = groups g, g+1
+        const int g = half * 8 + 2 * k;
+        const __m256i p = _mm256_maddubs_epi16(q[k], Load32(b[i].qs + half * 128 + 32 * k));
+        const __m256i s = _mm256_set_m128i(_mm_set1_epi16(sc[g + 1]), _mm_set1_epi16(sc[g]));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+      }
+    }
+    const float d = Half(a[i].d) * b[i].d;
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    acc = _mm256_sub_ps(acc, _mm256_setr_ps(d * 32 * offset, 0, 0, 0, 0, 0, 0, 0));
+  }
+  return Hsum(acc);
+}
+
+}  // namespace dualblade

@@ -97,7 +97,7 @@ void Matmul::RunQuantized(const WeightMatrix& w, const float* x, int64_t n_token
   } else {
     xq_.resize(xq_row * static_cast<size_t>(n_tokens));
     for (int64_t t = 0; t < n_tokens; ++t) {
-      ops->from_float(x + t * w.n_in, xq_.data() + t * xq_row, w.n_in);
+      dot_ops->from_float(x + t * w.n_in, xq_.data() + t * xq_row, w.n_in);
     }
     xq = xq_.data();
   }

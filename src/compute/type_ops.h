@@ -16,7 +16,7 @@ struct TypeOps {
   void (*to_float)(const void* row, float* out, int64_t n);
   // The type activations are rounded to before dot products (llama.cpp's vec_dot_type).
   GgmlType vec_dot_type;
-  // F32 activations -> a row of vec_dot_type.
+  // F32 -> a row of this type (activations use the vec_dot_type's from_float).
   void (*from_float)(const float* x, void* out, int64_t n);
   // Dot of a weight row with a vec_dot_type row, n elements.
   float (*vec_dot)(int64_t n, const void* w_row, const void* x_row);

@@ -188,7 +188,7 @@ Result<CgroupMemoryReader> CgroupMemoryReader::Open(const MemoryCgroup& cgroup) 
   return r;
 }
 
-Status CgroupMemoryReader::Sample(CgroupMemoryState* out, bool with_extras) {
+Status CgroupMemoryReader::SampleCounters(CgroupMemoryState* out) {
   const CgroupVersion ver = cgroup_.version;
   DB_ASSIGN_OR_RETURN(std::string_view text, limit_.Read());
   DB_ASSIGN_OR_RETURN(uint64_t limit, ParseCgroupLimit(ver, text, limit_.path()));
@@ -197,11 +197,22 @@ Status CgroupMemoryReader::Sample(CgroupMemoryState* out, bool with_extras) {
     DB_ASSIGN_OR_RETURN(uint64_t l, ParseCgroupLimit(ver, text, f.path()));
     limit = std::min(limit, l);
   }
+  // v1: an ancestor's limit is only visible through memory.stat; keep the last one seen.
+  out->limit_bytes = std::min(limit, out->stat.hierarchical_limit_bytes);
   DB_ASSIGN_OR_RETURN(text, usage_.Read());
   DB_ASSIGN_OR_RETURN(out->usage_bytes, ParseCgroupCounter(text, usage_.path()));
-  DB_ASSIGN_OR_RETURN(text, stat_.Read());
+  return Status::OK();
+}
+
+Status CgroupMemoryReader::Sample(CgroupMemoryState* out, bool with_extras) {
+  const CgroupVersion ver = cgroup_.version;
+  out->stat.hierarchical_limit_bytes = kUnlimitedBytes;
+  DB_RETURN_IF_ERROR(SampleCounters(out));
+  DB_ASSIGN_OR_RETURN(std::string_view text, stat_.Read());
   DB_ASSIGN_OR_RETURN(out->stat, ParseCgroupMemoryStat(ver, text, stat_.path()));
-  out->limit_bytes = std::min(limit, out->stat.hierarchical_limit_bytes);
+  out->limit_bytes = std::min(out->limit_bytes, out->stat.hierarchical_limit_bytes);
+  const uint64_t lru = out->stat.anon_bytes + out->stat.file_bytes;
+  out->stat.non_lru_bytes = out->usage_bytes > lru ? out->usage_bytes - lru : 0;
   if (with_extras) {
     if (peak_.is_open()) {
       DB_ASSIGN_OR_RETURN(text, peak_.Read());

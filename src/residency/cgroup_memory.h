@@ -50,6 +50,10 @@ struct CgroupMemoryStat {
   uint64_t kernel_bytes = 0;
   // v1 only: the limit in force counting every ancestor. kUnlimitedBytes on v2.
   uint64_t hierarchical_limit_bytes = kUnlimitedBytes;
+  // Usage charged beyond anon and file (kernel objects, page tables, sockets): the usage read
+  // together with this memory.stat minus anon and file. Filled by CgroupMemoryReader, not by
+  // the parser, so a later counters-only sample cannot skew it.
+  uint64_t non_lru_bytes = 0;
 };
 
 struct CgroupOomCounters {
@@ -96,6 +100,10 @@ class CgroupMemoryReader {
   // Reads fresh values into *out. WITH_EXTRAS also reads the peak and OOM files (two more
   // preads); without it those fields of *out are left untouched. On error *out is unspecified.
   Status Sample(CgroupMemoryState* out, bool with_extras = true);
+
+  // Reads only the limit and usage counters (no memory.stat, whose generation dominates the
+  // cost of a sample); every other field of *out is left untouched.
+  Status SampleCounters(CgroupMemoryState* out);
 
   const MemoryCgroup& cgroup() const { return cgroup_; }
 

@@ -34,6 +34,10 @@ Status ReadAllAt0(int fd, const std::string& path, std::string* buf, size_t* len
     }
     if (n == 0) break;
     total += static_cast<size_t>(n);
+    // seq_file (procfs, cgroupfs) and sysfs fill the whole buffer unless the content ends
+    // first, and so does a regular file: a short read is the end, and stopping here saves the
+    // second syscall that would return 0 (half the cost of sampling a small file).
+    if (total < buf->size()) break;
   }
   *len = total;
   return Status::OK();

@@ -8,7 +8,7 @@
 
 #include "common/check.h"
 #include "compute/ops.h"
-#include "compute/type_ops.h"
+#include "model/vec_dot.h"
 
 namespace dualblade::compute {
 namespace {
@@ -25,10 +25,10 @@ void SingleThreadedBlas() {
 
 }  // namespace
 
-bool MatmulSupportsType(GgmlType type) { return GetTypeOps(type) != nullptr; }
+bool MatmulSupportsType(GgmlType type) { return GetRowKernels(type) != nullptr; }
 
 void DequantizeRow(GgmlType type, const void* row, float* out, int64_t n) {
-  const TypeOps* ops = GetTypeOps(type);
+  const RowKernels* ops = GetRowKernels(type);
   DB_CHECK(ops != nullptr);
   ops->to_float(row, out, n);
 }
@@ -54,7 +54,7 @@ void Matmul::RunGemm(const WeightMatrix& w, const float* x, int64_t n_tokens, fl
   SingleThreadedBlas();
   const int n_threads = pool != nullptr ? pool->size() : 1;
   if (tiles_.size() < static_cast<size_t>(n_threads)) tiles_.resize(n_threads);
-  const TypeOps* ops = GetTypeOps(w.type);
+  const RowKernels* ops = GetRowKernels(w.type);
   const int64_t n_tiles = (w.n_out + kTileRows - 1) / kTileRows;
   auto work = [&](int64_t tile_begin, int64_t tile_end, int thread) {
     std::vector<float>& tile = tiles_[thread];
@@ -87,9 +87,7 @@ void Matmul::RunGemm(const WeightMatrix& w, const float* x, int64_t n_tokens, fl
 
 void Matmul::RunQuantized(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y,
                           ThreadPool* pool) {
-  const TypeOps* ops = GetTypeOps(w.type);
-  const TypeOps* dot_ops = GetTypeOps(ops->vec_dot_type);
-  DB_CHECK(dot_ops != nullptr);
+  const RowKernels* ops = GetRowKernels(w.type);
   const size_t xq_row = RowSizeBytes(ops->vec_dot_type, w.n_in);
   const uint8_t* xq;
   if (ops->vec_dot_type == GgmlType::kF32) {
@@ -97,7 +95,7 @@ void Matmul::RunQuantized(const WeightMatrix& w, const float* x, int64_t n_token
   } else {
     xq_.resize(xq_row * static_cast<size_t>(n_tokens));
     for (int64_t t = 0; t < n_tokens; ++t) {
-      dot_ops->from_float(x + t * w.n_in, xq_.data() + t * xq_row, w.n_in);
+      ops->from_float(x + t * w.n_in, xq_.data() + t * xq_row, w.n_in);
     }
     xq = xq_.data();
   }
@@ -120,7 +118,7 @@ void Matmul::RunF32Rows(const WeightMatrix& w, const float* x, int64_t n_tokens,
                         ThreadPool* pool) {
   const int n_threads = pool != nullptr ? pool->size() : 1;
   if (tiles_.size() < static_cast<size_t>(n_threads)) tiles_.resize(n_threads);
-  const TypeOps* ops = GetTypeOps(w.type);
+  const RowKernels* ops = GetRowKernels(w.type);
   auto work = [&](int64_t begin, int64_t end, int thread) {
     std::vector<float>& buf = tiles_[thread];
     buf.resize(static_cast<size_t>(w.n_in));

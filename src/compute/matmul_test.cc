@@ -6,7 +6,8 @@
 
 #include <gtest/gtest.h>
 
-#include "compute/type_ops.h"
+#include "model/quantize.h"
+#include "model/vec_dot.h"
 
 namespace dualblade::compute {
 namespace {
@@ -22,14 +23,19 @@ Quantized MakeWeights(GgmlType type, int64_t n_out, int64_t n_in, uint32_t seed)
   std::normal_distribution<float> d(0.0f, 0.1f);
   std::vector<float> f(static_cast<size_t>(n_out * n_in));
   for (auto& v : f) v = d(rng);
-  const TypeOps* ops = GetTypeOps(type);
+  const RowKernels* ops = GetRowKernels(type);
   Quantized q;
   const size_t row = RowSizeBytes(type, n_in);
   q.bytes.resize(row * n_out);
   q.dequantized.resize(f.size());
-  // Quantize through the partner conversion when the type is its own partner (F32/F16/BF16).
   for (int64_t r = 0; r < n_out; ++r) {
-    ops->from_float(f.data() + r * n_in, q.bytes.data() + r * row, n_in);
+    uint8_t* dst = q.bytes.data() + r * row;
+    const float* src = f.data() + r * n_in;
+    switch (type) {
+      case GgmlType::kQ8_0: QuantizeRowQ8_0Ref(src, dst, n_in); break;
+      case GgmlType::kQ4_0: QuantizeRowQ4_0Ref(src, dst, n_in); break;
+      default: ops->from_float(src, dst, n_in); break;  // F32/F16/BF16 are their own partners
+    }
     ops->to_float(q.bytes.data() + r * row, q.dequantized.data() + r * n_in, n_in);
   }
   q.w = {type, q.bytes.data(), n_in, n_out, row};

@@ -88,6 +88,7 @@ struct Foreign {
   const char* name;
   const char* make;     // shell command; DEV is replaced by the device
   const char* message;  // what the refusal must say
+  friend void PrintTo(const Foreign& f, std::ostream* os) { *os << f.name; }
 };
 
 class RefuseForeignTest : public ::testing::TestWithParam<Foreign> {};

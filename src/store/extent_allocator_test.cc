@@ -68,19 +68,24 @@ TEST(ExtentAllocatorTest, BadFreesAreErrorsAndChangeNothing) {
   ExtentAllocator a(100, 50);
   Extent e = *a.Allocate(10);
   ASSERT_TRUE(a.Free(e).ok());
-  auto before = a.FreeExtents();
-  EXPECT_TRUE(a.Free(e).IsInvalidArgument());  // double free
+  Extent g = *a.Allocate(30);  // [100, 130) in use, [130, 150) free
+  const auto before = a.FreeExtents();
+  EXPECT_TRUE(a.Free(g).ok());
+  EXPECT_TRUE(a.Free(g).IsInvalidArgument());  // double free
+  g = *a.Allocate(30);
   EXPECT_TRUE(a.Free({99, 2}).IsInvalidArgument());
+  EXPECT_TRUE(a.Free({129, 2}).IsInvalidArgument());  // runs into free space
   EXPECT_TRUE(a.Free({149, 2}).IsInvalidArgument());
   EXPECT_TRUE(a.Free({150, 1}).IsInvalidArgument());
   EXPECT_TRUE(a.Free({120, 0}).IsInvalidArgument());
   EXPECT_TRUE(a.Free({~uint64_t{0} - 1, 5}).IsInvalidArgument());  // wraps
+  EXPECT_EQ(a.FreeExtents(), before);
+  ASSERT_TRUE(a.Free(g).ok());
   Extent f = *a.Allocate(20);
   ASSERT_TRUE(a.Free({f.start_block + 5, 5}).ok());
   EXPECT_TRUE(a.Free(f).IsInvalidArgument());  // overlaps the hole just freed
   EXPECT_TRUE(a.Free({f.start_block + 9, 2}).IsInvalidArgument());  // straddles its end
   EXPECT_EQ(a.stats().free_blocks, 35u);
-  (void)before;
 }
 
 TEST(ExtentAllocatorTest, NoSpaceLeavesStateUnchanged) {
@@ -264,6 +269,33 @@ TEST(ExtentAllocatorTest, RandomizedModelCheck) {
         a = std::move(*b);
       }
       ASSERT_NO_FATAL_FAILURE(m.Check(a)) << "step " << step;
+    }
+  }
+}
+
+TEST(ExtentAllocatorTest, RandomTablesNeverCrash) {
+  std::mt19937_64 rng(11);
+  for (int iter = 0; iter < 5000; ++iter) {
+    const uint64_t count = rng() % 6;
+    std::vector<uint8_t> b(24 + 16 * count);
+    for (auto& x : b) x = static_cast<uint8_t>(rng());
+    // Mostly-plausible values, so the checks past the header get exercised.
+    auto put = [&](size_t off, uint64_t v) {
+      for (int i = 0; i < 8; ++i) b[off + i] = static_cast<uint8_t>(v >> (8 * i));
+    };
+    put(0, 10);
+    put(8, 1000);
+    put(16, count);
+    for (uint64_t i = 0; i < count; ++i) {
+      if (rng() % 2) put(24 + 16 * i, 10 + rng() % 1000);
+      if (rng() % 2) put(32 + 16 * i, rng() % 300);
+    }
+    Result<ExtentAllocator> a = ExtentAllocator::Deserialize(1, b, 10, 1000);
+    if (a.ok()) {
+      AllocatorStats s = a->stats();
+      EXPECT_EQ(s.free_blocks + s.used_blocks, 1000u);
+    } else {
+      EXPECT_TRUE(a.status().IsCorruption());
     }
   }
 }

@@ -87,7 +87,9 @@ std::vector<uint32_t> DecodeUtf8Lossy(std::string_view text) {
   while (offset < text.size()) {
     uint32_t cpt = 0;
     if (DecodeOne(text, &offset, &cpt)) {
-      out.push_back(cpt);
+      // F4 90.. and above decode past U+10FFFF; llama.cpp throws on re-encoding those, we keep
+      // going with the replacement character instead.
+      out.push_back(cpt <= 0x10FFFF ? cpt : 0xFFFD);
     } else {
       out.push_back(0xFFFD);  // U+FFFD REPLACEMENT CHARACTER, one per bad byte
       ++offset;

@@ -27,7 +27,9 @@ namespace dualblade {
 
 namespace {
 
-bool Exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+bool Exists(const std::string& path) {
+  return ::access(path.c_str(), F_OK) == 0;
+}
 
 // How long rmdir keeps retrying EBUSY while killed processes finish exiting.
 constexpr int kRmdirRetries = 200;
@@ -117,8 +119,9 @@ class RunCgroup {
 Result<CgroupVersion> VersionOfDirectory(const std::string& dir) {
   if (Exists(dir + "/cgroup.controllers")) return CgroupVersion::kV2;
   if (Exists(dir + "/memory.limit_in_bytes")) return CgroupVersion::kV1;
-  return Status::InvalidArgument(dir + " is not a memory cgroup directory (no cgroup.controllers, "
-                                       "no memory.limit_in_bytes)");
+  return Status::InvalidArgument(dir +
+                                 " is not a memory cgroup directory (no cgroup.controllers, "
+                                 "no memory.limit_in_bytes)");
 }
 
 // cgroup v2 creates memory.max in a child only when the parent delegates the controller.

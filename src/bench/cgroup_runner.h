@@ -44,18 +44,18 @@ struct CgroupRunOptions {
 };
 
 struct CgroupRunResult {
-  bool exited = false;   // exited normally: exit_code is valid
+  bool exited = false;  // exited normally: exit_code is valid
   int exit_code = -1;
-  int term_signal = 0;   // the signal that ended the child, 0 when it exited
+  int term_signal = 0;  // the signal that ended the child, 0 when it exited
   bool oom_killed = false;
   uint64_t oom_kill_events = 0;  // the cgroup's OOM kill counter at the end
   bool timed_out = false;
-  uint64_t peak_bytes = 0;       // the cgroup's peak memory (page cache included)
-  bool peak_from_kernel = false; // memory.peak / max_usage_in_bytes, not sampled
-  uint64_t limit_bytes = 0;      // the limit as the kernel reads it back
+  uint64_t peak_bytes = 0;        // the cgroup's peak memory (page cache included)
+  bool peak_from_kernel = false;  // memory.peak / max_usage_in_bytes, not sampled
+  uint64_t limit_bytes = 0;       // the limit as the kernel reads it back
   CgroupVersion version = CgroupVersion::kV2;
-  std::string cgroup_dir;        // where the run's cgroup was (removed by now)
-  double wall_ms = 0;            // from the child's release to its reaping
+  std::string cgroup_dir;  // where the run's cgroup was (removed by now)
+  double wall_ms = 0;      // from the child's release to its reaping
 
   std::string ToString() const;  // one line for logs and test failures
 };

@@ -1,5 +1,6 @@
 #include "bench/cgroup_runner.h"
 
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -9,22 +10,22 @@
 #include <fstream>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "common/units.h"
 #include "testing/test_env.h"
 
 namespace dualblade {
 namespace {
 
-#define DB_CGROUP_RUNNER_OR_SKIP()                                         \
-  do {                                                                     \
-    if (auto why = CgroupRunnerUnavailableReason()) {                      \
-      GTEST_SKIP() << "cannot create memory cgroups here: " << *why;       \
-    }                                                                      \
+#define DB_CGROUP_RUNNER_OR_SKIP()                                   \
+  do {                                                               \
+    if (auto why = CgroupRunnerUnavailableReason()) {                \
+      GTEST_SKIP() << "cannot create memory cgroups here: " << *why; \
+    }                                                                \
   } while (0)
 
-bool DirExists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+bool DirExists(const std::string& path) {
+  return ::access(path.c_str(), F_OK) == 0;
+}
 
 // Allocates BYTES of anonymous memory and writes every page, so it is really charged.
 int TouchAnon(size_t bytes) {
@@ -78,7 +79,8 @@ TEST(CgroupRunnerTest, PageCacheIsReclaimedInsteadOfKillingTheRun) {
   {
     std::vector<char> block(kMiB, 'x');
     std::ofstream out(file, std::ios::binary);
-    for (int i = 0; i < 128; ++i) out.write(block.data(), static_cast<std::streamsize>(block.size()));
+    for (int i = 0; i < 128; ++i)
+      out.write(block.data(), static_cast<std::streamsize>(block.size()));
   }
   CgroupRunOptions o = Limit(48 * kMiB);
   o.drop_cache_paths = {file};

@@ -33,8 +33,8 @@ std::string DecodeOctalEscapes(std::string_view s) {
   std::string out;
   out.reserve(s.size());
   for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '3' &&
-        s[i + 2] >= '0' && s[i + 2] <= '7' && s[i + 3] >= '0' && s[i + 3] <= '7') {
+    if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '3' && s[i + 2] >= '0' &&
+        s[i + 2] <= '7' && s[i + 3] >= '0' && s[i + 3] <= '7') {
       out.push_back(
           static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
       i += 3;
@@ -64,7 +64,8 @@ bool IsDirectory(const std::string& path) {
 
 // Chooses among the mounts of one hierarchy the one that exposes CG_PATH with the longest root
 // (bind mounts of sub-trees are common in containers).
-Result<MemoryCgroup> Resolve(CgroupVersion version, const std::vector<const MountInfoEntry*>& mounts,
+Result<MemoryCgroup> Resolve(CgroupVersion version,
+                             const std::vector<const MountInfoEntry*>& mounts,
                              const std::string& cg_path) {
   const MountInfoEntry* best = nullptr;
   std::string best_dir;
@@ -77,10 +78,10 @@ Result<MemoryCgroup> Resolve(CgroupVersion version, const std::vector<const Moun
     }
   }
   if (best == nullptr) {
-    return Status::NotFound("memory cgroup " + cg_path + " (" + CgroupVersionName(version) +
-                            ") is not visible under any mount of its hierarchy (first: " +
-                            mounts.front()->mount_point + " with root " + mounts.front()->root +
-                            ")");
+    return Status::NotFound(
+        "memory cgroup " + cg_path + " (" + CgroupVersionName(version) +
+        ") is not visible under any mount of its hierarchy (first: " + mounts.front()->mount_point +
+        " with root " + mounts.front()->root + ")");
   }
   if (!IsDirectory(best_dir)) {
     return Status::NotFound("memory cgroup directory " + best_dir + " does not exist");
@@ -94,7 +95,9 @@ Result<MemoryCgroup> Resolve(CgroupVersion version, const std::vector<const Moun
 
 }  // namespace
 
-const char* CgroupVersionName(CgroupVersion v) { return v == CgroupVersion::kV1 ? "v1" : "v2"; }
+const char* CgroupVersionName(CgroupVersion v) {
+  return v == CgroupVersion::kV1 ? "v1" : "v2";
+}
 
 Result<std::vector<ProcCgroupEntry>> ParseProcCgroup(std::string_view text,
                                                      const std::string& source) {
@@ -210,9 +213,9 @@ Result<MemoryCgroup> LocateMemoryCgroup(const std::vector<ProcCgroupEntry>& cgro
   if (v1_line != nullptr && !v1_mounts.empty()) {
     return Resolve(CgroupVersion::kV1, v1_mounts, v1_line->path);
   }
-  return Status::NotFound("no memory cgroup: v2: " + v2_reason + "; v1: " +
-                          (v1_line == nullptr ? "no hierarchy lists 'memory'"
-                                              : "the memory hierarchy is not mounted"));
+  return Status::NotFound(
+      "no memory cgroup: v2: " + v2_reason + "; v1: " +
+      (v1_line == nullptr ? "no hierarchy lists 'memory'" : "the memory hierarchy is not mounted"));
 }
 
 Result<MemoryCgroup> FindMemoryCgroup(const std::string& proc_root) {

@@ -83,7 +83,7 @@ Result<uint64_t> ParseCgroupCounter(std::string_view text, const std::string& pa
 Result<CgroupMemoryStat> ParseCgroupMemoryStat(CgroupVersion version, std::string_view text,
                                                const std::string& path) {
   CgroupMemoryStat st;
-  CgroupMemoryStat plain;  // v1 keys without the total_ prefix
+  CgroupMemoryStat plain;                   // v1 keys without the total_ prefix
   uint64_t seen_total = 0, seen_plain = 0;  // bit per table index
   bool saw_kernel = false;
   uint64_t kernel_parts = 0;
@@ -163,7 +163,8 @@ Result<CgroupMemoryReader> CgroupMemoryReader::Open(const MemoryCgroup& cgroup) 
   r.cgroup_ = cgroup;
   const bool v2 = cgroup.version == CgroupVersion::kV2;
   const std::string& d = cgroup.dir;
-  DB_ASSIGN_OR_RETURN(r.limit_, ProcFile::Open(d + (v2 ? "/memory.max" : "/memory.limit_in_bytes")));
+  DB_ASSIGN_OR_RETURN(r.limit_,
+                      ProcFile::Open(d + (v2 ? "/memory.max" : "/memory.limit_in_bytes")));
   DB_ASSIGN_OR_RETURN(r.usage_,
                       ProcFile::Open(d + (v2 ? "/memory.current" : "/memory.usage_in_bytes")));
   DB_ASSIGN_OR_RETURN(r.stat_, ProcFile::Open(d + "/memory.stat"));

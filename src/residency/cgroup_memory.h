@@ -35,8 +35,8 @@ inline constexpr uint64_t kV1UnlimitedThresholdBytes = uint64_t{1} << 62;
 // The memory.stat figures the residency logic uses, in bytes. Unknown keys are ignored; keys a
 // kernel lacks stay 0.
 struct CgroupMemoryStat {
-  uint64_t anon_bytes = 0;            // v2 anon; v1 total_rss (rss)
-  uint64_t file_bytes = 0;            // v2 file; v1 total_cache (cache); both include shmem
+  uint64_t anon_bytes = 0;  // v2 anon; v1 total_rss (rss)
+  uint64_t file_bytes = 0;  // v2 file; v1 total_cache (cache); both include shmem
   uint64_t shmem_bytes = 0;
   uint64_t file_mapped_bytes = 0;     // v2 file_mapped; v1 total_mapped_file
   uint64_t file_dirty_bytes = 0;      // v2 file_dirty; v1 total_dirty

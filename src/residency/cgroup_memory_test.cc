@@ -1,9 +1,9 @@
 #include "residency/cgroup_memory.h"
 
+#include <gtest/gtest.h>
+
 #include <filesystem>
 #include <fstream>
-
-#include <gtest/gtest.h>
 
 #include "testing/test_env.h"
 
@@ -41,7 +41,8 @@ struct V2Fixture {
     WriteFile(dir + "/memory.max", "max\n");
     WriteFile(dir + "/memory.current", "160000000\n");
     WriteFile(dir + "/memory.stat", kV2Stat);
-    WriteFile(dir + "/memory.events", "low 0\nhigh 0\nmax 7\noom 2\noom_kill 1\noom_group_kill 0\n");
+    WriteFile(dir + "/memory.events",
+              "low 0\nhigh 0\nmax 7\noom 2\noom_kill 1\noom_group_kill 0\n");
     WriteFile(dir + "/memory.peak", "200000000\n");
   }
   MemoryCgroup cg() const { return {CgroupVersion::kV2, dir, mount}; }
@@ -91,9 +92,9 @@ TEST(CgroupStatTest, V2KeysMapToFields) {
 }
 
 TEST(CgroupStatTest, V2WithoutKernelKeySumsItsParts) {
-  auto r = ParseCgroupMemoryStat(CgroupVersion::kV2,
-                                 "anon 1\nfile 2\nkernel_stack 10\npagetables 20\nsock 30\nslab 40\n",
-                                 "s");
+  auto r = ParseCgroupMemoryStat(
+      CgroupVersion::kV2, "anon 1\nfile 2\nkernel_stack 10\npagetables 20\nsock 30\nslab 40\n",
+      "s");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->kernel_bytes, 100u);
 }
@@ -115,17 +116,16 @@ TEST(CgroupStatTest, GarbageAndMissingKeysAreCorruption) {
   ASSERT_TRUE(r.status().IsCorruption());
   EXPECT_NE(r.status().message().find("/cg/memory.stat"), std::string::npos);
   EXPECT_NE(r.status().message().find("file x"), std::string::npos);
-  EXPECT_TRUE(ParseCgroupMemoryStat(CgroupVersion::kV2, "anon 1 2\nfile 3\n", "s")
-                  .status()
-                  .IsCorruption());
+  EXPECT_TRUE(
+      ParseCgroupMemoryStat(CgroupVersion::kV2, "anon 1 2\nfile 3\n", "s").status().IsCorruption());
   EXPECT_TRUE(ParseCgroupMemoryStat(CgroupVersion::kV2, "anon 1\n", "s").status().IsCorruption());
   EXPECT_TRUE(ParseCgroupMemoryStat(CgroupVersion::kV1, "rss 1\n", "s").status().IsCorruption());
   EXPECT_TRUE(ParseCgroupMemoryStat(CgroupVersion::kV1, "", "s").status().IsCorruption());
 }
 
 TEST(CgroupOomTest, V2EventsAndV1OomControl) {
-  auto v2 = ParseCgroupOomCounters(CgroupVersion::kV2, "low 0\nhigh 0\nmax 3\noom 2\noom_kill 1\n",
-                                   "e");
+  auto v2 =
+      ParseCgroupOomCounters(CgroupVersion::kV2, "low 0\nhigh 0\nmax 3\noom 2\noom_kill 1\n", "e");
   ASSERT_TRUE(v2.ok());
   EXPECT_EQ(v2->oom_events, 2u);
   EXPECT_EQ(v2->oom_kill_events, 1u);
@@ -134,7 +134,8 @@ TEST(CgroupOomTest, V2EventsAndV1OomControl) {
   ASSERT_TRUE(v1.ok());
   EXPECT_FALSE(v1->has_oom_kill);  // a kernel before 4.13
   EXPECT_TRUE(v1->under_oom);
-  EXPECT_TRUE(ParseCgroupOomCounters(CgroupVersion::kV2, "oom many\n", "e").status().IsCorruption());
+  EXPECT_TRUE(
+      ParseCgroupOomCounters(CgroupVersion::kV2, "oom many\n", "e").status().IsCorruption());
 }
 
 TEST(CgroupMemoryReaderTest, V2FixtureTakesTheSmallestAncestorLimit) {

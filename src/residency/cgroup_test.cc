@@ -1,11 +1,10 @@
 #include "residency/cgroup.h"
 
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
-
-#include <gtest/gtest.h>
 
 #include "testing/test_env.h"
 

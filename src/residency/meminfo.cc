@@ -69,7 +69,8 @@ Result<Meminfo> ParseMeminfo(std::string_view text, const std::string& path) {
   if (!has_total || !has_free) {
     return Status::Corruption(path + ": missing MemTotal or MemFree");
   }
-  if (!m.has_mem_available) m.mem_available_bytes = m.mem_free_bytes + m.cached_bytes + m.buffers_bytes;
+  if (!m.has_mem_available)
+    m.mem_available_bytes = m.mem_free_bytes + m.cached_bytes + m.buffers_bytes;
   return m;
 }
 

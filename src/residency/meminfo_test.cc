@@ -1,8 +1,8 @@
 #include "residency/meminfo.h"
 
-#include <fstream>
-
 #include <gtest/gtest.h>
+
+#include <fstream>
 
 #include "testing/test_env.h"
 
@@ -31,7 +31,8 @@ TEST(MeminfoTest, ParsesKilobytesIntoBytes) {
 }
 
 TEST(MeminfoTest, OldKernelWithoutMemAvailableGetsAnEstimate) {
-  auto m = ParseMeminfo("MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 10 kB\nCached: 200 kB\n", "mi");
+  auto m =
+      ParseMeminfo("MemTotal: 1000 kB\nMemFree: 100 kB\nBuffers: 10 kB\nCached: 200 kB\n", "mi");
   ASSERT_TRUE(m.ok());
   EXPECT_FALSE(m->has_mem_available);
   EXPECT_EQ(m->mem_available_bytes, 310u * 1024);

@@ -10,7 +10,9 @@ namespace dualblade {
 
 namespace {
 
-uint64_t SubClamp(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
+uint64_t SubClamp(uint64_t a, uint64_t b) {
+  return a > b ? a - b : 0;
+}
 
 // Below this the kernel's own reclaim and the estimate's error eat the whole margin.
 constexpr uint64_t kMinAutoMarginBytes = 8 * kMiB;
@@ -21,9 +23,12 @@ constexpr uint64_t kAutoMarginDivisor = 32;
 
 const char* LimitSourceName(LimitSource s) {
   switch (s) {
-    case LimitSource::kCgroup: return "cgroup";
-    case LimitSource::kBudget: return "budget";
-    case LimitSource::kMemTotal: return "memtotal";
+    case LimitSource::kCgroup:
+      return "cgroup";
+    case LimitSource::kBudget:
+      return "budget";
+    case LimitSource::kMemTotal:
+      return "memtotal";
   }
   return "?";
 }
@@ -74,11 +79,11 @@ MemoryReading ComputeMemoryReading(const MemorySample& s, const ReserveTotals& r
 
   r.reserved_anon_bytes = reserves.anon_bytes;
   r.reserved_file_bytes = reserves.file_bytes;
-  r.pinned_bytes = std::max(r.anon_bytes, reserves.anon_bytes) + reserves.file_bytes + r.kernel_bytes;
-  r.safety_margin_bytes =
-      opts.safety_margin_bytes != MemoryMonitorOptions::kAutoMargin
-          ? opts.safety_margin_bytes
-          : std::max(kMinAutoMarginBytes, r.limit_bytes / kAutoMarginDivisor);
+  r.pinned_bytes =
+      std::max(r.anon_bytes, reserves.anon_bytes) + reserves.file_bytes + r.kernel_bytes;
+  r.safety_margin_bytes = opts.safety_margin_bytes != MemoryMonitorOptions::kAutoMargin
+                              ? opts.safety_margin_bytes
+                              : std::max(kMinAutoMarginBytes, r.limit_bytes / kAutoMarginDivisor);
 
   uint64_t headroom = SubClamp(r.limit_bytes, r.pinned_bytes + r.safety_margin_bytes);
   // The machine as a whole: MemAvailable already counts reclaimable page cache (our KV pages
@@ -100,7 +105,8 @@ MemoryReading ComputeMemoryReading(const MemorySample& s, const ReserveTotals& r
 
 std::string MemoryReading::ToString() const {
   char psi[64] = "n/a";
-  if (has_pressure) std::snprintf(psi, sizeof(psi), "some %.2f%% full %.2f%%", psi_some_avg10, psi_full_avg10);
+  if (has_pressure)
+    std::snprintf(psi, sizeof(psi), "some %.2f%% full %.2f%%", psi_some_avg10, psi_full_avg10);
   return "limit " + FormatBytes(limit_bytes) + " (" + LimitSourceName(limit_source) + "), usage " +
          FormatBytes(usage_bytes) + ", anon " + FormatBytes(anon_bytes) + ", file " +
          FormatBytes(file_cache_bytes) + ", pinned " + FormatBytes(pinned_bytes) + ", margin " +
@@ -108,8 +114,7 @@ std::string MemoryReading::ToString() const {
          ", kv headroom " + FormatBytes(kv_headroom_bytes) + ", psi " + psi;
 }
 
-MemoryMonitor::MemoryMonitor(std::unique_ptr<MemorySource> source,
-                             const MemoryMonitorOptions& opts)
+MemoryMonitor::MemoryMonitor(std::unique_ptr<MemorySource> source, const MemoryMonitorOptions& opts)
     : source_(std::move(source)), opts_(opts) {
   DB_CHECK(source_ != nullptr);
 }

@@ -31,8 +31,8 @@
 namespace dualblade {
 
 enum class ReserveKind {
-  kAnon,         // heap or anonymous mappings: weights copied in, activations, staging, tails
-  kFileBacked,   // file pages that must stay cached: mmapped weights
+  kAnon,        // heap or anonymous mappings: weights copied in, activations, staging, tails
+  kFileBacked,  // file pages that must stay cached: mmapped weights
 };
 
 enum class LimitSource { kCgroup, kBudget, kMemTotal };

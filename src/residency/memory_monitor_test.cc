@@ -1,12 +1,11 @@
 #include "residency/memory_monitor.h"
 
+#include <gtest/gtest.h>
 #include <sys/mman.h>
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-
-#include <gtest/gtest.h>
 
 #include "common/units.h"
 #include "residency/scripted_memory_source.h"

@@ -12,8 +12,8 @@ Result<std::unique_ptr<SystemMemorySource>> SystemMemorySource::Open(
   s->cgroup_extras_ = opts.cgroup_extras;
   s->page_bytes_ = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
   if (opts.use_cgroup) {
-    Result<MemoryCgroup> cg = opts.cgroup ? Result<MemoryCgroup>(*opts.cgroup)
-                                          : FindMemoryCgroup(opts.proc_root);
+    Result<MemoryCgroup> cg =
+        opts.cgroup ? Result<MemoryCgroup>(*opts.cgroup) : FindMemoryCgroup(opts.proc_root);
     if (cg.ok()) {
       auto reader = CgroupMemoryReader::Open(*cg);
       if (reader.ok()) {

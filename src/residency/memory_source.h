@@ -67,7 +67,8 @@ class SystemMemorySource final : public MemorySource {
   // Opens every file once. A missing memory cgroup, a v2 root cgroup (no memory.current) or a
   // kernel without PSI is not an error: those parts are flagged absent in every sample.
   // /proc/meminfo and /proc/self/statm are required.
-  static Result<std::unique_ptr<SystemMemorySource>> Open(const SystemMemorySourceOptions& opts = {});
+  static Result<std::unique_ptr<SystemMemorySource>> Open(
+      const SystemMemorySourceOptions& opts = {});
 
   Status Sample(MemorySample* out) override;
   Status SampleFast(MemorySample* inout) override;

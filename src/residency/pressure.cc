@@ -13,7 +13,8 @@ Status ParseLine(std::string_view rest, std::string_view line, const std::string
   while (NextField(&rest, &field)) {
     size_t eq = field.find('=');
     if (eq == std::string_view::npos) {
-      return Status::Corruption(path + ": line '" + std::string(line) + "' has a field without '='");
+      return Status::Corruption(path + ": line '" + std::string(line) +
+                                "' has a field without '='");
     }
     std::string_view key = field.substr(0, eq), value = field.substr(eq + 1);
     bool ok = true;

@@ -20,8 +20,8 @@ struct PressureLine {
 };
 
 struct MemoryPressure {
-  PressureLine some;  // at least one task stalled
-  PressureLine full;  // all non-idle tasks stalled at once
+  PressureLine some;      // at least one task stalled
+  PressureLine full;      // all non-idle tasks stalled at once
   bool has_full = false;  // the "full" line appeared (every kernel since 5.2 for memory)
 };
 

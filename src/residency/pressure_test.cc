@@ -29,13 +29,13 @@ TEST(PressureTest, FullLineIsOptional) {
 }
 
 TEST(PressureTest, GarbageIsCorruptionNamingTheFile) {
-  for (const char* text : {"", "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
-                           "some avg10=x avg60=0.00 avg300=0.00 total=0\n",
-                           "some avg10=0.00 avg60=0.00 total=0\n",
-                           "some avg10=0.00 avg60=0.00 avg300=0.00 total=-1\n",
-                           "some avg10=101.00 avg60=0.00 avg300=0.00 total=0\n",
-                           "some avg10 avg60=0.00 avg300=0.00 total=0\n",
-                           "half avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"}) {
+  for (const char* text :
+       {"", "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+        "some avg10=x avg60=0.00 avg300=0.00 total=0\n", "some avg10=0.00 avg60=0.00 total=0\n",
+        "some avg10=0.00 avg60=0.00 avg300=0.00 total=-1\n",
+        "some avg10=101.00 avg60=0.00 avg300=0.00 total=0\n",
+        "some avg10 avg60=0.00 avg300=0.00 total=0\n",
+        "half avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"}) {
     auto p = ParseMemoryPressure(text, "/proc/pressure/memory");
     ASSERT_TRUE(p.status().IsCorruption()) << text;
     EXPECT_NE(p.status().message().find("/proc/pressure/memory"), std::string::npos);

@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 
+#include "model/gguf.h"
 #include "model/pretokenizer.h"
 #include "model/unicode.h"
 
@@ -55,6 +57,11 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::Create(const Vocab& vocab) {
   std::unique_ptr<Tokenizer> t(new Tokenizer());
   DB_RETURN_IF_ERROR(t->Init(vocab));
   return t;
+}
+
+Result<std::unique_ptr<Tokenizer>> LoadTokenizer(const GgufFile& gguf) {
+  DB_ASSIGN_OR_RETURN(Vocab vocab, LoadVocab(gguf));
+  return Tokenizer::Create(vocab);
 }
 
 Status Tokenizer::Init(const Vocab& v) {

@@ -17,5 +17,6 @@ dualblade_test(tokenizer_test
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/unicode_test.cc
           ${CMAKE_CURRENT_LIST_DIR}/pretokenizer_test.cc
           ${CMAKE_CURRENT_LIST_DIR}/tokenizer_test.cc
+          ${CMAKE_CURRENT_LIST_DIR}/vocab_test.cc
           ${CMAKE_CURRENT_LIST_DIR}/tokenizer_golden_test.cc
   LIBS dualblade_tokenizer dualblade_testing nlohmann_json::nlohmann_json)

@@ -27,6 +27,7 @@
 
 namespace dualblade {
 
+class GgufFile;
 class Pretokenizer;
 
 using TokenId = int32_t;
@@ -141,5 +142,8 @@ class Tokenizer {
   bool add_bos_ = false, add_eos_ = false, add_space_prefix_ = false;
   bool clean_spaces_ = false, ignore_merges_ = false;
 };
+
+// The tokenizer of a GGUF model file: LoadVocab then Tokenizer::Create, errors from either.
+Result<std::unique_ptr<Tokenizer>> LoadTokenizer(const GgufFile& gguf);
 
 }  // namespace dualblade

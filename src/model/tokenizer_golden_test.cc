@@ -28,10 +28,7 @@ std::unique_ptr<Tokenizer> LoadTokenizer(const std::string& path) {
   auto gguf = GgufFile::Open(path);
   EXPECT_TRUE(gguf.ok()) << gguf.status().ToString();
   if (!gguf.ok()) return nullptr;
-  auto vocab = LoadVocab(**gguf);
-  EXPECT_TRUE(vocab.ok()) << vocab.status().ToString();
-  if (!vocab.ok()) return nullptr;
-  auto tok = Tokenizer::Create(*vocab);
+  auto tok = LoadTokenizer(**gguf);
   EXPECT_TRUE(tok.ok()) << tok.status().ToString();
   if (!tok.ok()) return nullptr;
   return std::move(tok).value();

@@ -44,8 +44,14 @@ Result<Vocab> LoadVocab(const GgufFile& g) {
     return Status::NotFound("the model file has no tokenizer.ggml.tokens");
   }
   DB_ASSIGN_OR_RETURN(v.tokens, ReadStrings(g, "tokenizer.ggml.tokens"));
-  if (g.Has("tokenizer.ggml.scores")) {
-    DB_ASSIGN_OR_RETURN(v.scores, g.GetF32Array("tokenizer.ggml.scores"));
+  if (const GgufValue* scores = g.Find("tokenizer.ggml.scores")) {
+    // Float scores as a rule; llama.cpp also accepts int32 ones.
+    if (scores->type == GgufType::kArray && scores->elem_type == GgufType::kI32) {
+      DB_ASSIGN_OR_RETURN(auto ints, g.GetI32Array("tokenizer.ggml.scores"));
+      v.scores.assign(ints.begin(), ints.end());
+    } else {
+      DB_ASSIGN_OR_RETURN(v.scores, g.GetF32Array("tokenizer.ggml.scores"));
+    }
   }
   if (g.Has("tokenizer.ggml.token_type")) {
     DB_ASSIGN_OR_RETURN(v.token_types, g.GetI32Array("tokenizer.ggml.token_type"));

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <thread>
 
@@ -135,22 +136,39 @@ Status EnableMemoryForChildren(const std::string& parent) {
   if (st.IsBusy()) {
     return Status::Busy("cannot enable the memory controller in " + control +
                         ": cgroup v2 forbids it while " + parent +
-                        " holds processes of its own; pass a delegated parent cgroup instead");
+                        " holds processes of its own; name a delegated parent cgroup in "
+                        "DUALBLADE_CGROUP_PARENT");
   }
   return st;
 }
 
 Result<std::unique_ptr<RunCgroup>> RunCgroup::Create(const CgroupRunOptions& opts) {
   std::string parent = opts.parent_dir;
-  CgroupVersion version;
+  if (parent.empty()) {
+    const char* env = std::getenv("DUALBLADE_CGROUP_PARENT");
+    if (env != nullptr) parent = env;
+  }
+  CgroupVersion version = CgroupVersion::kV2;
   if (parent.empty()) {
     DB_ASSIGN_OR_RETURN(MemoryCgroup own, FindMemoryCgroup());
     parent = own.dir;
     version = own.version;
+    if (version == CgroupVersion::kV2) {
+      Status st = EnableMemoryForChildren(parent);
+      // Our own cgroup holds processes (us, at least), so v2 may refuse to delegate memory
+      // below it. Our parent delegates it already (that is how we have it), so a sibling works
+      // where we may create one (a systemd scope, as root); a container's root cgroup has no
+      // visible parent and needs DUALBLADE_CGROUP_PARENT.
+      if (st.IsBusy() && !own.is_root()) {
+        parent = own.dir.substr(0, own.dir.rfind('/'));
+        st = EnableMemoryForChildren(parent);
+      }
+      DB_RETURN_IF_ERROR(st);
+    }
   } else {
     DB_ASSIGN_OR_RETURN(version, VersionOfDirectory(parent));
+    if (version == CgroupVersion::kV2) DB_RETURN_IF_ERROR(EnableMemoryForChildren(parent));
   }
-  if (version == CgroupVersion::kV2) DB_RETURN_IF_ERROR(EnableMemoryForChildren(parent));
 
   static std::atomic<uint64_t> counter{0};
   std::unique_ptr<RunCgroup> cg(new RunCgroup());

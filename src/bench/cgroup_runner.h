@@ -34,7 +34,9 @@ struct CgroupRunOptions {
   // Files or block devices whose page-cache pages are written back and dropped
   // (fdatasync + POSIX_FADV_DONTNEED) before the child starts, so every run starts cold.
   std::vector<std::string> drop_cache_paths;
-  // Directory under which the run's cgroup is created; "" = the caller's own memory cgroup.
+  // Directory under which the run's cgroup is created. "" = $DUALBLADE_CGROUP_PARENT when set,
+  // else the caller's own memory cgroup (on v2, its parent when the own cgroup cannot delegate
+  // the memory controller because it holds processes).
   std::string parent_dir;
   // How often memory.current is sampled for the peak when the kernel has no peak file (v2
   // before 5.19); also the granularity of the timeout.

@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "common/units.h"
+#include "residency/memory_monitor.h"
+#include "residency/residency_probe.h"
 #include "testing/test_env.h"
 
 namespace dualblade {
@@ -158,6 +160,47 @@ TEST(CgroupRunnerTest, TimeoutKillsTheRunAndLeftoverProcessesDoNotBlockRemoval) 
   ASSERT_TRUE(g.ok()) << g.status().ToString();
   EXPECT_EQ(g->exit_code, 0);
   EXPECT_FALSE(DirExists(g->cgroup_dir));
+}
+
+TEST(CgroupRunnerTest, DropCachePathsStartTheRunCold) {
+  DB_CGROUP_RUNNER_OR_SKIP();
+  testing::TempDir dir;
+  const std::string file = dir.File("store");
+  {
+    std::vector<char> block(kMiB, 's');
+    std::ofstream out(file, std::ios::binary);
+    for (int i = 0; i < 8; ++i) out.write(block.data(), static_cast<std::streamsize>(block.size()));
+  }
+  {
+    std::ifstream in(file, std::ios::binary);  // warm it
+    std::vector<char> buf(8 * kMiB);
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+  }
+  auto probe = ResidencyProbe::Open(file);
+  ASSERT_TRUE(probe.ok()) << probe.status().ToString();
+  ASSERT_GT(probe->Probe(0, 0)->resident_bytes, 0u);
+  CgroupRunOptions o = Limit(64 * kMiB);
+  o.drop_cache_paths = {file};
+  auto r = RunFunctionInMemoryCgroup(o, [] { return 0; });
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(probe->Probe(0, 0)->resident_bytes, 0u);
+}
+
+TEST(CgroupRunnerTest, MemoryMonitorInsideTheRunSeesTheRunsLimit) {
+  // End to end: the monitor's cgroup discovery finds the cgroup the runner made.
+  DB_CGROUP_RUNNER_OR_SKIP();
+  auto r = RunFunctionInMemoryCgroup(Limit(96 * kMiB), [] {
+    auto m = MemoryMonitor::OpenSystem(MemoryMonitorOptions{});
+    if (!m.ok()) return 10;
+    auto reading = (*m)->Sample();
+    if (!reading.ok()) return 11;
+    if (!reading->has_cgroup || reading->limit_source != LimitSource::kCgroup) return 12;
+    if (reading->limit_bytes != 96 * kMiB) return 13;
+    if (reading->kv_headroom_bytes >= 96 * kMiB) return 14;
+    return 0;
+  });
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->exit_code, 0) << r->ToString();
 }
 
 TEST(CgroupRunnerTest, BadOptionsAreRejected) {

@@ -130,6 +130,45 @@ TEST(Stories260KGoldenTest, TokenizeAndDetokenizeMatchLlamaCpp) {
   std::printf("[ golden   ] stories260K: %zu/%zu cases equal to llama.cpp\n", pass, n);
 }
 
+// The text-prompt run files of stories260K (and its q8_0/q4_0 variants): the prompt tokenizes to
+// the ids llama.cpp fed, and the generated ids' pieces concatenate to its greedy_text (no
+// leading-space removal; control tokens such as a generated BOS render as nothing).
+TEST(Stories260KGoldenTest, RunFilesPromptIdsAndGreedyText) {
+  DB_REFERENCE_MODEL_OR_SKIP(model, "stories260K.gguf");
+  auto tok = LoadTokenizer(model);
+  ASSERT_NE(tok, nullptr);
+  size_t checked = 0;
+  for (const char* variant : {"stories260K", "stories260K-q8_0", "stories260K-q4_0"}) {
+    for (const char* input : {"once-upon-a-time", "lily-and-tom", "the-little-dog", "long-public"}) {
+      const std::string path = ::dualblade::testing::ReferenceModelsDir() + "/golden/" + variant +
+                               "__" + input + ".json";
+      if (!::dualblade::testing::FileExists(path)) continue;
+      const auto run = nlohmann::json::parse(ReadFile(path));
+      ASSERT_EQ(run["input_kind"], "text") << path;
+      const auto ids = tok->Tokenize(run["prompt"].get<std::string>(),
+                                     run["tokenize"]["add_special"].get<bool>(),
+                                     run["tokenize"]["parse_special"].get<bool>());
+      EXPECT_EQ(ids, run["input_ids"].get<std::vector<TokenId>>()) << path;
+      auto greedy_text = [&](const nlohmann::json& section) {
+        std::string text;
+        for (TokenId id : section["greedy_ids"].get<std::vector<TokenId>>()) {
+          text += tok->TokenToPiece(id, /*special=*/false);
+        }
+        return text;
+      };
+      EXPECT_EQ(greedy_text(run), run["greedy_text"].get<std::string>()) << path;
+      if (run.contains("f32_compute") && !run["f32_compute"].is_null()) {
+        EXPECT_EQ(greedy_text(run["f32_compute"]),
+                  run["f32_compute"]["greedy_text"].get<std::string>())
+            << path;
+      }
+      ++checked;
+    }
+  }
+  if (checked == 0) GTEST_SKIP() << "no stories260K run files in ../shared/models/golden";
+  std::printf("[ golden   ] stories260K run files: %zu prompts and greedy texts checked\n", checked);
+}
+
 // A 32k-token vocabulary must tokenize a few kilobytes in well under a second (hash lookups and a
 // heap per word, nothing quadratic in the vocabulary).
 TEST(TokenizerSpeedTest, FewKilobytesAreFast) {

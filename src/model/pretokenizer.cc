@@ -6,6 +6,7 @@
 
 #include <array>
 #include <atomic>
+#include <string_view>
 
 #include "common/log.h"
 #include "model/unicode.h"
@@ -104,6 +105,42 @@ const NameSpec kNames[] = {
 
 bool IsSurrogate(uint32_t cpt) { return cpt >= 0xD800 && cpt <= 0xDFFF; }
 
+// Unicode's White_Space property (PropList.txt), llama.cpp's unicode_set_whitespace. PCRE2's UCP
+// `\s` adds U+180E, so `\s` and `\S` are spelled out with this set instead.
+constexpr std::string_view kWhiteSpace =
+    R"(\t\n\x{0B}\f\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F})"
+    R"(\x{205F}\x{3000})";
+
+// `pattern` with every `\s` / `\S` replaced by an explicit White_Space class (inside a bracket
+// class `\s` contributes the members). REQUIRES: no `\S` inside a bracket class.
+std::string ExpandWhitespace(std::string_view pattern) {
+  std::string out;
+  bool in_class = false;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    const char c = pattern[i];
+    if (c == '\\' && i + 1 < pattern.size()) {
+      const char e = pattern[++i];
+      if (e == 's') {
+        out += in_class ? std::string(kWhiteSpace) : "[" + std::string(kWhiteSpace) + "]";
+      } else if (e == 'S') {
+        DB_CHECK(!in_class);
+        out += "[^" + std::string(kWhiteSpace) + "]";
+      } else {
+        out += c;
+        out += e;
+      }
+      continue;
+    }
+    if (c == '[' && !in_class) {
+      in_class = true;
+    } else if (c == ']' && in_class) {
+      in_class = false;
+    }
+    out += c;
+  }
+  return out;
+}
+
 }  // namespace
 
 Result<PreTokenizerSpec> LookupPreTokenizer(std::string_view name) {
@@ -152,7 +189,8 @@ Pretokenizer::~Pretokenizer() = default;
 Result<std::unique_ptr<Pretokenizer>> Pretokenizer::Create(
     const std::vector<std::string>& patterns) {
   std::unique_ptr<Pretokenizer> p(new Pretokenizer());
-  for (const std::string& pattern : patterns) {
+  for (const std::string& source : patterns) {
+    const std::string pattern = ExpandWhitespace(source);
     int err = 0;
     PCRE2_SIZE err_offset = 0;
     // DOLLAR_ENDONLY: `\s+$` must not match before a final newline (ECMAScript semantics).
@@ -162,7 +200,7 @@ Result<std::unique_ptr<Pretokenizer>> Pretokenizer::Create(
     if (code == nullptr) {
       std::array<PCRE2_UCHAR, 256> msg{};
       pcre2_get_error_message(err, msg.data(), msg.size());
-      return Status::InvalidArgument("pre-tokenizer expression '" + pattern +
+      return Status::InvalidArgument("pre-tokenizer expression '" + source +
                                      "' does not compile at offset " +
                                      std::to_string(err_offset) + ": " +
                                      reinterpret_cast<const char*>(msg.data()));

@@ -5,7 +5,8 @@
 // one splitting every word left by the previous one; the text a match does not cover between two
 // matches is a word too (nothing is dropped). Each expression sees one word as its whole subject,
 // so `$` and lookaheads such as `\s+(?!\S)` stop at the word's end. Matching uses PCRE2 in UTF +
-// UCP mode (`\p{L}`, `\p{N}`, `\s` follow Unicode properties), JIT-compiled where available.
+// UCP mode (`\p{L}`, `\p{N}` follow Unicode categories), JIT-compiled where available; `\s` is
+// exactly Unicode's White_Space, as in llama.cpp.
 //
 // Thread-safety: immutable after Create; Split may run concurrently from any number of threads.
 #pragma once

@@ -45,6 +45,14 @@ TEST(PretokenizerTest, DollarMatchesOnlyAtTheVeryEnd) {
   EXPECT_EQ((*p)->Split("ab"), (Words{"a", "b"}));
 }
 
+TEST(PretokenizerTest, WhitespaceIsUnicodeWhiteSpace) {
+  // U+3000 IDEOGRAPHIC SPACE is whitespace: a lone one before a letter is a gap word.
+  EXPECT_EQ(Split(PreRegex::kGpt2, "a\xE3\x80\x80" "b"), (Words{"a", "\xE3\x80\x80", "b"}));
+  // U+180E MONGOLIAN VOWEL SEPARATOR is not (PCRE2's own \s would take it): it goes with the
+  // space before it as "other" characters.
+  EXPECT_EQ(Split(PreRegex::kGpt2, " \xE1\xA0\x8Ex"), (Words{" \xE1\xA0\x8E", "x"}));
+}
+
 TEST(PretokenizerTest, InvalidUtf8BecomesReplacementCharacters) {
   EXPECT_EQ(Split(PreRegex::kGpt2, "a\xFF" "b"), (Words{"a", "\xEF\xBF\xBD", "b"}));
   // An encoded surrogate passes through (llama.cpp decodes it) without upsetting PCRE2.

@@ -2,6 +2,8 @@
 // llama.cpp's models/ggml-vocab-*.gguf with their .inp/.out cases) and on stories260K's golden
 // file (ids with BOS, and the detokenized text). Skips, saying why, when the files are absent.
 #include <chrono>
+#include <random>
+#include <thread>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -194,6 +196,59 @@ TEST(TokenizerSpeedTest, FewKilobytesAreFast) {
     const size_t skip = tok->add_bos() ? 1 : 0;
     EXPECT_EQ(tok->Detokenize(std::span<const TokenId>(ids).subspan(skip)), text);
   }
+}
+
+// Random text round-trips through tokenize + detokenize (SentencePiece with byte fallback, and a
+// byte-level vocabulary that does not clean spaces), and random bytes never yield an id outside
+// the vocabulary.
+TEST(TokenizerRoundTripTest, RandomTextRoundTrips) {
+  std::mt19937 rng(20261129);
+  const std::vector<std::string> alphabet = {
+      "a", "Z", "q", " ", "  ", "\n", "\t", "\r\n", "7", "42", ",", ".", "'s", "'", "!", "<s>",
+      "\xC3\xA4", "\xE4\xB8\x96", "\xF0\x9F\xA6\x99", "\xE2\x80\x8D", "\xC2\xBD",
+      "\xD0\xBD\xD0\xB5", "\xE1\x9E\x80\xE1\x9E\xB6", "\xEF\xBD\x9E"};
+  size_t checked = 0;
+  for (const char* name : {"llama-spm", "deepseek-llm"}) {
+    const std::string path =
+        ::dualblade::testing::ReferenceModelsDir() + "/tokenizer/ggml-vocab-" + name + ".gguf";
+    if (!::dualblade::testing::FileExists(path)) continue;
+    auto tok = LoadTokenizer(path);
+    ASSERT_NE(tok, nullptr);
+    for (int iter = 0; iter < 300; ++iter) {
+      std::string text;
+      const int n = 1 + static_cast<int>(rng() % 40);
+      for (int i = 0; i < n; ++i) text += alphabet[rng() % alphabet.size()];
+      const auto ids = tok->Tokenize(text, /*add_special=*/false);
+      EXPECT_EQ(tok->Detokenize(ids), text) << name;
+
+      std::string bytes(rng() % 64, '\0');
+      for (char& c : bytes) c = static_cast<char>(rng());
+      for (TokenId id : tok->Tokenize(bytes, true, true)) {
+        ASSERT_TRUE(id >= 0 && id < tok->n_vocab()) << name;
+      }
+    }
+    ++checked;
+  }
+  if (checked == 0) GTEST_SKIP() << "no vocabularies in ../shared/models/tokenizer";
+}
+
+// Tokenize is const and shares no mutable state: threads get the same ids as one thread does.
+TEST(TokenizerConcurrencyTest, ThreadsGetTheSameIds) {
+  DB_REFERENCE_MODEL_OR_SKIP(path, "tokenizer/ggml-vocab-gpt-2.gguf");
+  DB_REFERENCE_MODEL_OR_SKIP(prompt_path, "golden/prompt-long-public.txt");
+  auto tok = LoadTokenizer(path);
+  ASSERT_NE(tok, nullptr);
+  const std::string text = ReadFile(prompt_path);
+  const auto want = tok->Tokenize(text, true);
+  std::vector<std::vector<TokenId>> got(4);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < got.size(); ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 20; ++i) got[t] = tok->Tokenize(text, true);
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (const auto& ids : got) EXPECT_EQ(ids, want);
 }
 
 }  // namespace

@@ -27,6 +27,25 @@ constexpr const char* kLlama3Regex =
 constexpr const char* kQwen2Regex =
     R"((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
+// Tekken and GPT-4o tell cased words apart with lookaheads: "a letter that is not a-z" and "a
+// letter that is not A-Z" (ASCII ranges, as in their tokenizer.json).
+constexpr const char* kTekkenRegex =
+    R"([^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+)"
+    R"(|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*)"
+    R"(|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+constexpr const char* kGpt4oRegex =
+    R"([^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+)"
+    R"((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?)"
+    R"(|[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*)"
+    R"((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?)"
+    R"(|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
+// Poro/BLOOM: an optional space and a run of anything but whitespace and sentence punctuation
+// (the class also excludes '(', '|' and ')', written as they are in tokenizer.json). The
+// punctuation: … 。 ， 、 । ۔ ،
+constexpr const char* kPoroRegex =
+    R"( ?[^(\s|.,!?\x{2026}\x{3002}\x{FF0C}\x{3001}\x{964}\x{6D4}\x{60C})]+)";
+
 // DeepSeek LLM's letters: the cased-letter ranges of its tokenizer.json, written as code points
 // because several of them (U+1F7D, U+1FBE, U+1FD3, U+1FDB, U+2126, U+212A) are canonical
 // singletons that any NFC-normalizing editor would silently turn into other characters.
@@ -101,6 +120,13 @@ const NameSpec kNames[] = {
     {"hunyuan", Spec(PreRegex::kQwen2, false)},
     {"stablelm2", Spec(PreRegex::kQwen2, true)},
     {"megrez", Spec(PreRegex::kQwen2, true)},
+    {"tekken", Spec(PreRegex::kTekken, false, true, true)},
+    {"gpt-4o", Spec(PreRegex::kGpt4o, false)},
+    {"llama4", Spec(PreRegex::kGpt4o, false)},
+    {"poro-chat", Spec(PreRegex::kPoro, false)},
+    {"bloom", Spec(PreRegex::kPoro, true)},
+    {"gpt3-finnish", Spec(PreRegex::kPoro, true)},
+    {"viking", Spec(PreRegex::kViking, false)},
 };
 
 bool IsSurrogate(uint32_t cpt) { return cpt >= 0xD800 && cpt <= 0xDFFF; }
@@ -175,6 +201,14 @@ std::vector<std::string> PreRegexPatterns(PreRegex family) {
       return {kGpt2Regex};
     case PreRegex::kQwen2:
       return {kQwen2Regex};
+    case PreRegex::kTekken:
+      return {kTekkenRegex};
+    case PreRegex::kGpt4o:
+      return {kGpt4oRegex};
+    case PreRegex::kPoro:
+      return {kPoroRegex};
+    case PreRegex::kViking:
+      return {kPoroRegex, R"(\p{N})"};
   }
   return {};
 }

@@ -31,6 +31,10 @@ enum class PreRegex {
   kStarcoder,      // starcoder, refact, command-r, smollm, codeshell, exaone, minerva-7b
   kGpt2,           // gpt-2, mpt, olmo, phi-2, jina-*, ...
   kQwen2,          // qwen2, stablelm2, megrez, hunyuan, deepseek-r1-qwen
+  kTekken,         // Mistral's tekken (Mistral Nemo)
+  kGpt4o,          // gpt-4o, llama4
+  kPoro,           // poro-chat, bloom, gpt3-finnish
+  kViking,
 };
 
 // What a pre-tokenizer name means for the tokenizer (llama.cpp llama_vocab::impl::load).

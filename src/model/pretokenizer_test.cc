@@ -38,6 +38,15 @@ TEST(PretokenizerTest, ExpressionsApplyInSequence) {
             (Words{"hello", ",", " ", "123", "45", "!"}));
 }
 
+TEST(PretokenizerTest, CasedWordsSplitAtCaseChanges) {
+  // Tekken/GPT-4o: capitals then lower-case letters form one word ("HTTPServer"); a capital
+  // after lower-case letters starts the next one ("Hello" "World"). Tekken digits go singly.
+  EXPECT_EQ(Split(PreRegex::kGpt4o, "HelloWorld they're"),
+            (Words{"Hello", "World", " they're"}));
+  EXPECT_EQ(Split(PreRegex::kTekken, "HTTPServer 1234"),
+            (Words{"HTTPServer", " ", "1", "2", "3", "4"}));
+}
+
 TEST(PretokenizerTest, DollarMatchesOnlyAtTheVeryEnd) {
   auto p = Pretokenizer::Create({"b$"});
   ASSERT_TRUE(p.ok());
@@ -66,7 +75,8 @@ TEST(PretokenizerTest, EveryFamilyCoversTheTextWithoutEmptyWords) {
   std::mt19937 rng(7);
   for (PreRegex family : {PreRegex::kDefault, PreRegex::kLlama3, PreRegex::kDeepseekLlm,
                           PreRegex::kDeepseekCoder, PreRegex::kFalcon, PreRegex::kStarcoder,
-                          PreRegex::kGpt2, PreRegex::kQwen2}) {
+                          PreRegex::kGpt2, PreRegex::kQwen2, PreRegex::kTekken, PreRegex::kGpt4o,
+                          PreRegex::kPoro, PreRegex::kViking}) {
     auto p = Pretokenizer::Create(PreRegexPatterns(family));
     ASSERT_TRUE(p.ok()) << p.status().ToString();
     for (int iter = 0; iter < 200; ++iter) {

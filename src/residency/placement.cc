@@ -1,0 +1,230 @@
+#include "residency/placement.h"
+
+#include <algorithm>
+#include <numeric>
+#include <tuple>
+
+#include "common/units.h"
+
+namespace dualblade {
+
+namespace {
+
+uint64_t SubClamp(uint64_t a, uint64_t b) {
+  return a > b ? a - b : 0;
+}
+
+}  // namespace
+
+const char* KvPolicyName(KvPolicy p) {
+  switch (p) {
+    case KvPolicy::kDual:
+      return "dual";
+    case KvPolicy::kPageCache:
+      return "pagecache";
+    case KvPolicy::kDirect:
+      return "direct";
+    case KvPolicy::kMemory:
+      return "memory";
+  }
+  return "?";
+}
+
+Result<KvPolicy> ParseKvPolicy(std::string_view text) {
+  for (KvPolicy p : {KvPolicy::kDual, KvPolicy::kPageCache, KvPolicy::kDirect, KvPolicy::kMemory})
+    if (text == KvPolicyName(p)) return p;
+  return Status::InvalidArgument("KV policy must be dual, pagecache, direct or memory, not '" +
+                                 std::string(text) + "'");
+}
+
+const char* KvPathName(KvPath p) {
+  switch (p) {
+    case KvPath::kPage:
+      return "page";
+    case KvPath::kDirect:
+      return "direct";
+    case KvPath::kMemory:
+      return "memory";
+  }
+  return "?";
+}
+
+// Why a per-segment prefix rather than whole layers or the hottest chunks:
+//  - Decode reads every chunk of every layer once per step, so no chunk is hotter than another;
+//    what matters is only how many bytes hit and how the misses are read.
+//  - A segment is K rows then V rows of one (sequence, layer), so the DIRECT suffix of a segment
+//    is two contiguous LBA runs (K[p..n) and V[p..n)): the device still sees a few large
+//    sequential requests per layer, however the budget falls. Scattered PAGE chunks would cut
+//    those runs into chunk-sized requests.
+//  - Spreading the budget evenly over segments gives every layer the same mix of copy work and
+//    device work, so a pipeline that reads layer l+1 while layer l computes sees the same I/O
+//    time at every layer (no bubbles), which whole PAGE layers followed by whole DIRECT layers
+//    would not.
+//  - New tokens append chunks at the end of a segment, i.e. to the DIRECT suffix: a growing
+//    context never reshuffles the PAGE set, and prefill can write every chunk straight to the
+//    path it will keep.
+std::vector<KvPath> PlanPagePrefixes(const std::vector<ChunkInfo>& inventory,
+                                     uint64_t budget_bytes, uint64_t* page_bytes) {
+  std::vector<KvPath> paths(inventory.size(), KvPath::kDirect);
+  std::vector<size_t> order(inventory.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  auto key = [&](size_t i) {
+    return std::tuple(inventory[i].seq, inventory[i].layer, inventory[i].chunk);
+  };
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return key(a) < key(b); });
+
+  // Segments as [begin, end) ranges of ORDER; pos = the next chunk of each to consider.
+  struct Segment {
+    size_t pos, end;
+  };
+  std::vector<Segment> segments;
+  for (size_t i = 0; i < order.size();) {
+    size_t j = i + 1;
+    while (j < order.size() && inventory[order[j]].seq == inventory[order[i]].seq &&
+           inventory[order[j]].layer == inventory[order[i]].layer)
+      ++j;
+    segments.push_back({i, j});
+    i = j;
+  }
+
+  uint64_t total = 0;
+  size_t active = segments.size();
+  std::vector<bool> done(segments.size(), false);
+  while (active > 0) {
+    for (size_t s = 0; s < segments.size(); ++s) {
+      if (done[s]) continue;
+      Segment& seg = segments[s];
+      const size_t idx = seg.pos < seg.end ? order[seg.pos] : 0;
+      // A segment stops at its first chunk that does not fit, so its PAGE chunks stay a prefix.
+      if (seg.pos == seg.end || total + inventory[idx].bytes > budget_bytes) {
+        done[s] = true;
+        --active;
+        continue;
+      }
+      paths[idx] = KvPath::kPage;
+      total += inventory[idx].bytes;
+      ++seg.pos;
+    }
+  }
+  if (page_bytes != nullptr) *page_bytes = total;
+  return paths;
+}
+
+PlacementPolicy::PlacementPolicy(const PlacementOptions& opts) : opts_(opts) {}
+
+uint64_t PlacementPolicy::Band(uint64_t headroom_bytes) const {
+  const auto frac = static_cast<uint64_t>(opts_.band_fraction * static_cast<double>(headroom_bytes));
+  return std::max(frac, opts_.band_min_bytes);
+}
+
+// The budget's state machine (dual only):
+//
+//   first reading      budget = headroom (a band below it under pressure)
+//   budget > headroom  shrink at once to the headroom (a band below under pressure): the set
+//                      must fit now, or LRU starts evicting it and every step misses
+//   under pressure     never grow; trim to a band below the headroom
+//   headroom > budget + band for grow_confirm_readings readings in a row
+//                      grow to half a band below the headroom, at most grow_step_bytes at once
+//   otherwise          hold (and reset the growth streak)
+//
+// Shrinking is immediate and growing slow and banded, so an oscillating headroom costs at most
+// the shrinks it forces and never a grow-shrink cycle.
+std::string PlacementPolicy::UpdateBudget(const MemoryReading& reading) {
+  const uint64_t headroom = reading.kv_headroom_bytes;
+  const uint64_t band = Band(headroom);
+  const bool pressure =
+      reading.has_pressure && reading.psi_some_avg10 >= opts_.pressure_some_avg10;
+  const uint64_t old = budget_bytes_;
+  std::string reason;
+  if (!sized_) {
+    sized_ = true;
+    budget_bytes_ = pressure ? SubClamp(headroom, band) : headroom;
+    grow_streak_ = 0;
+    reason = pressure ? "initial, under pressure" : "initial";
+  } else if (budget_bytes_ > headroom) {
+    budget_bytes_ = pressure ? SubClamp(headroom, band) : headroom;
+    grow_streak_ = 0;
+    reason = "shrink: headroom " + FormatBytes(headroom) + " below the PAGE budget";
+  } else if (pressure) {
+    grow_streak_ = 0;
+    if (budget_bytes_ > SubClamp(headroom, band)) {
+      budget_bytes_ = SubClamp(headroom, band);
+      reason = "shrink: memory pressure";
+    } else {
+      reason = "hold: memory pressure";
+    }
+  } else if (headroom > budget_bytes_ + band) {
+    if (++grow_streak_ >= opts_.grow_confirm_readings) {
+      uint64_t target = headroom - band / 2;
+      if (opts_.grow_step_bytes != 0) target = std::min(target, budget_bytes_ + opts_.grow_step_bytes);
+      budget_bytes_ = target;
+      grow_streak_ = 0;
+      reason = "grow: headroom " + FormatBytes(headroom);
+    } else {
+      reason = "hold: growth pending " + std::to_string(grow_streak_) + "/" +
+               std::to_string(opts_.grow_confirm_readings);
+    }
+  } else {
+    grow_streak_ = 0;
+    reason = "hold";
+  }
+  if (budget_bytes_ != old) ++budget_changes_;
+  return reason;
+}
+
+PlacementPlan PlacementPolicy::Evaluate(const std::vector<ChunkInfo>& inventory,
+                                        const MemoryReading& reading) {
+  ++evaluations_;
+  PlacementPlan plan;
+  uint64_t inventory_bytes = 0;
+  for (const ChunkInfo& c : inventory) inventory_bytes += c.bytes;
+
+  switch (opts_.policy) {
+    case KvPolicy::kDual:
+      plan.reason = UpdateBudget(reading);
+      plan.page_budget_bytes = budget_bytes_;
+      plan.paths = PlanPagePrefixes(inventory, budget_bytes_, &plan.page_bytes);
+      break;
+    case KvPolicy::kPageCache:
+      plan.paths.assign(inventory.size(), KvPath::kPage);
+      plan.page_bytes = inventory_bytes;
+      plan.page_budget_bytes = inventory_bytes;
+      plan.reason = "pagecache: every chunk PAGE";
+      break;
+    case KvPolicy::kDirect:
+      plan.paths.assign(inventory.size(), KvPath::kDirect);
+      plan.reason = "direct: every chunk DIRECT";
+      break;
+    case KvPolicy::kMemory:
+      plan.paths.assign(inventory.size(), KvPath::kMemory);
+      plan.reason = "memory: KV in anonymous memory";
+      break;
+  }
+
+  for (size_t i = 0; i < inventory.size(); ++i) {
+    if (inventory[i].path == plan.paths[i]) continue;
+    plan.transitions.push_back({i, inventory[i].path, plan.paths[i]});
+    if (inventory[i].path == KvPath::kPage) plan.demoted_bytes += inventory[i].bytes;
+    if (plan.paths[i] == KvPath::kPage) plan.promoted_bytes += inventory[i].bytes;
+  }
+  return plan;
+}
+
+KvPath PlacementPolicy::PathForNewChunk(uint32_t chunk_index, uint64_t chunk_bytes,
+                                        uint64_t n_segments) const {
+  switch (opts_.policy) {
+    case KvPolicy::kPageCache:
+      return KvPath::kPage;
+    case KvPolicy::kDirect:
+      return KvPath::kDirect;
+    case KvPolicy::kMemory:
+      return KvPath::kMemory;
+    case KvPolicy::kDual:
+      break;
+  }
+  if (chunk_bytes == 0 || n_segments == 0) return KvPath::kDirect;
+  const uint64_t per_segment_chunks = budget_bytes_ / chunk_bytes / n_segments;
+  return chunk_index < per_segment_chunks ? KvPath::kPage : KvPath::kDirect;
+}
+
+}  // namespace dualblade

@@ -1,0 +1,131 @@
+// Placement policy: which KV chunks are read and written through the page cache (PAGE) and which
+// through O_DIRECT (DIRECT), decided from the memory the monitor says the page cache can really
+// keep (MemoryReading::kv_headroom_bytes).
+//
+// Pure logic: the input is the chunk inventory (every full chunk of every (sequence, layer)
+// segment, with the path it has now) and a MemoryReading; the output is the target path of every
+// chunk and the transitions that get there. The caller applies them (a demotion is
+// POSIX_FADV_DONTNEED on the chunk's range, a promotion is buffered reads from then on; no data
+// moves, both paths address the same LBAs). Nothing here touches a file, so every decision can be
+// replayed from scripted readings.
+//
+// Policies:
+//   dual       a PAGE set no larger than the headroom, the rest DIRECT (the default);
+//   pagecache  every chunk PAGE (the file-based baseline);
+//   direct     every chunk DIRECT;
+//   memory     KV kept in anonymous memory (every chunk MEMORY; the policy only reports it).
+//
+// Thread-safety: none; one owner evaluates it (the decode loop, once per step or so).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "residency/memory_monitor.h"
+
+namespace dualblade {
+
+enum class KvPolicy : uint8_t { kDual, kPageCache, kDirect, kMemory };
+const char* KvPolicyName(KvPolicy p);  // "dual", "pagecache", "direct", "memory"
+// InvalidArgument naming the accepted values for anything else.
+Result<KvPolicy> ParseKvPolicy(std::string_view text);
+
+enum class KvPath : uint8_t { kPage, kDirect, kMemory };
+const char* KvPathName(KvPath p);  // "page", "direct", "memory"
+
+// One full chunk of a segment, as the store knows it.
+struct ChunkInfo {
+  uint64_t seq = 0;
+  uint32_t layer = 0;
+  uint32_t chunk = 0;  // index within the segment, 0 = oldest tokens
+  uint64_t bytes = 0;  // K and V bytes together
+  KvPath path = KvPath::kDirect;  // the path the chunk has now
+};
+
+struct PathTransition {
+  size_t index = 0;  // into the inventory passed to Evaluate
+  KvPath from = KvPath::kDirect;
+  KvPath to = KvPath::kDirect;
+};
+
+struct PlacementPlan {
+  std::vector<KvPath> paths;                // parallel to the inventory
+  std::vector<PathTransition> transitions;  // chunks whose path changes, in inventory order
+  uint64_t page_bytes = 0;                  // bytes of the chunks planned PAGE
+  uint64_t page_budget_bytes = 0;           // what the dual policy allowed the PAGE set
+  uint64_t demoted_bytes = 0;
+  uint64_t promoted_bytes = 0;
+  std::string reason;  // why the budget is what it is, for logs ("hold", "shrink: ...")
+};
+
+struct PlacementOptions {
+  KvPolicy policy = KvPolicy::kDual;
+  // Hysteresis band: the PAGE budget grows only when the headroom exceeds it by more than
+  // max(band_fraction * headroom, band_min_bytes). 5% / 8 MiB: above the noise of a cgroup's
+  // usage between two samples (a few MiB of slab and page tables), below a chunk-row of a layer
+  // on the shapes this runs.
+  double band_fraction = 0.05;
+  uint64_t band_min_bytes = 8ull << 20;
+  // Growth waits for this many consecutive readings that all allow it, so a headroom that
+  // oscillates never makes the set grow and shrink in turn. Shrinking never waits.
+  uint32_t grow_confirm_readings = 3;
+  // Each growth adds at most this much (0 = no cap): a promoted chunk costs one buffered miss,
+  // so growing in steps spreads that cost and lets the next readings see its effect.
+  uint64_t grow_step_bytes = 64ull << 20;
+  // Memory pressure (system PSI "some" avg10, percent) at or above which the set shrinks a band
+  // below the headroom instead of to it, and never grows.
+  double pressure_some_avg10 = 20.0;
+};
+
+class PlacementPolicy {
+ public:
+  explicit PlacementPolicy(const PlacementOptions& opts);
+
+  KvPolicy policy() const { return opts_.policy; }
+  const PlacementOptions& options() const { return opts_; }
+
+  // Decides the path of every chunk in INVENTORY (any order; chunk indices of one segment need
+  // not be dense) from READING, and updates the policy's hysteresis state. The first call sizes
+  // the PAGE set straight from the reading; later calls shrink at once when the set no longer
+  // fits and grow only after grow_confirm_readings consecutive readings with room to spare.
+  //
+  // Guarantees for dual, after every call: page_bytes <= page_budget_bytes <=
+  // reading.kv_headroom_bytes; in every segment the PAGE chunks are a prefix (the oldest
+  // chunks) and the DIRECT chunks the contiguous rest.
+  PlacementPlan Evaluate(const std::vector<ChunkInfo>& inventory, const MemoryReading& reading);
+
+  // The path a chunk about to be written should take (prefill, or a decode chunk filling up),
+  // before it is in any inventory: PAGE only when chunk CHUNK_INDEX of a segment falls inside
+  // the even per-segment share of the current budget (N_SEGMENTS segments of CHUNK_BYTES chunks),
+  // so dirty page cache never builds up for chunks that will be read direct. Conservative: it
+  // ignores the remainder that Evaluate hands out one chunk per segment.
+  KvPath PathForNewChunk(uint32_t chunk_index, uint64_t chunk_bytes, uint64_t n_segments) const;
+
+  // The PAGE budget currently in force (0 before the first Evaluate for dual).
+  uint64_t page_budget_bytes() const { return budget_bytes_; }
+  uint64_t evaluations() const { return evaluations_; }
+  uint64_t budget_changes() const { return budget_changes_; }
+
+ private:
+  uint64_t Band(uint64_t headroom_bytes) const;
+  // Updates budget_bytes_ from READING; returns the reason.
+  std::string UpdateBudget(const MemoryReading& reading);
+
+  PlacementOptions opts_;
+  bool sized_ = false;
+  uint64_t budget_bytes_ = 0;
+  uint32_t grow_streak_ = 0;
+  uint64_t evaluations_ = 0;
+  uint64_t budget_changes_ = 0;
+};
+
+// Assigns PAGE to a prefix of every segment, spreading BUDGET_BYTES evenly across segments
+// (round-robin, one chunk per segment per round, oldest chunk first), DIRECT to the rest.
+// Exposed for tests and for callers that want a one-shot layout.
+std::vector<KvPath> PlanPagePrefixes(const std::vector<ChunkInfo>& inventory,
+                                     uint64_t budget_bytes, uint64_t* page_bytes);
+
+}  // namespace dualblade

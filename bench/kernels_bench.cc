@@ -90,12 +90,21 @@ void BM_QuantizeActivation(benchmark::State& state, GgmlType act) {
   state.SetItemsProcessed(state.iterations() * kCols);
 }
 
-void BM_Dequantize(benchmark::State& state, GgmlType type) {
+void BM_Dequantize(benchmark::State& state, GgmlType type, bool simd) {
+  // The SIMD path is what GetRowKernels hands out on an AVX2 machine; the scalar one is the
+  // reference DequantizeRow.
+  const ToFloatFn deq = simd ? GetRowKernels(type)->to_float : nullptr;
   const std::vector<uint8_t> w = Weights(type);
   std::vector<float> out(kCols);
   const size_t row = RowSizeBytes(type, kCols);
   for (auto _ : state) {
-    for (int64_t r = 0; r < kRows; ++r) DequantizeRow(type, w.data() + r * row, out.data(), kCols);
+    for (int64_t r = 0; r < kRows; ++r) {
+      if (deq != nullptr) {
+        deq(w.data() + r * row, out.data(), kCols);
+      } else {
+        DequantizeRow(type, w.data() + r * row, out.data(), kCols);
+      }
+    }
     benchmark::DoNotOptimize(out.data());
   }
   state.SetItemsProcessed(state.iterations() * kRows * kCols);
@@ -106,7 +115,10 @@ int Register() {
     const std::string name = GgmlTypeName(t);
     benchmark::RegisterBenchmark(("gemv/" + name + "/scalar").c_str(), BM_Gemv, t, false);
     benchmark::RegisterBenchmark(("gemv/" + name + "/avx2").c_str(), BM_Gemv, t, true);
-    benchmark::RegisterBenchmark(("dequantize/" + name).c_str(), BM_Dequantize, t);
+    benchmark::RegisterBenchmark(("dequantize/" + name + "/scalar").c_str(), BM_Dequantize, t,
+                                 false);
+    benchmark::RegisterBenchmark(("dequantize/" + name + "/dispatch").c_str(), BM_Dequantize, t,
+                                 true);
   }
   for (GgmlType a : {GgmlType::kQ8_0, GgmlType::kQ8_K, GgmlType::kF16, GgmlType::kBF16}) {
     benchmark::RegisterBenchmark(("quantize_activation/" + GgmlTypeName(a)).c_str(),

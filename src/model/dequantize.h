@@ -25,4 +25,13 @@ void DequantizeRowQ5_K(const void* src, float* dst, int64_t n);
 void DequantizeRowQ6_K(const void* src, float* dst, int64_t n);
 void DequantizeRowQ8_K(const void* src, float* dst, int64_t n);
 
+// AVX2/F16C versions, bit-identical to the above (GetRowKernels picks them when the CPU has the
+// features). REQUIRES: CpuHasAvx2Fma() (vec_dot.h).
+void DequantizeRowF16Avx2(const void* src, float* dst, int64_t n);
+void DequantizeRowQ8_0Avx2(const void* src, float* dst, int64_t n);
+void DequantizeRowQ4_0Avx2(const void* src, float* dst, int64_t n);
+void DequantizeRowQ4_KAvx2(const void* src, float* dst, int64_t n);
+void DequantizeRowQ5_KAvx2(const void* src, float* dst, int64_t n);
+void DequantizeRowQ6_KAvx2(const void* src, float* dst, int64_t n);
+
 }  // namespace dualblade

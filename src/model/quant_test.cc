@@ -14,6 +14,7 @@
 #include "model/quant_blocks.h"
 #include "model/quantize.h"
 #include "model/test_models.h"
+#include "model/vec_dot.h"
 
 namespace dualblade {
 namespace {
@@ -205,6 +206,55 @@ INSTANTIATE_TEST_SUITE_P(AllTypes, DequantizeModelTest,
                            for (char& c : s) if (!isalnum(static_cast<unsigned char>(c))) c = '_';
                            return s;
                          });
+
+}  // namespace
+}  // namespace dualblade
+
+namespace dualblade {
+namespace {
+
+// The AVX2 dequantizers return the very same floats as the scalar reference.
+TEST(DequantizeTest, SimdIsBitIdenticalToScalar) {
+  if (!CpuHasAvx2Fma()) GTEST_SKIP() << "this CPU lacks AVX2/FMA/F16C";
+  struct Case { GgmlType type; void (*simd)(const void*, float*, int64_t); };
+  const Case cases[] = {{GgmlType::kF16, DequantizeRowF16Avx2},
+                        {GgmlType::kQ8_0, DequantizeRowQ8_0Avx2},
+                        {GgmlType::kQ4_0, DequantizeRowQ4_0Avx2},
+                        {GgmlType::kQ4_K, DequantizeRowQ4_KAvx2},
+                        {GgmlType::kQ5_K, DequantizeRowQ5_KAvx2},
+                        {GgmlType::kQ6_K, DequantizeRowQ6_KAvx2}};
+  std::mt19937 rng(5);
+  for (const Case& c : cases) {
+    const GgmlTypeTraits* tr = GgmlTypeInfo(c.type);
+    for (int64_t n : {tr->block_size * 1, tr->block_size * 8, tr->block_size == 1 ? int64_t{13} : int64_t{256}}) {
+      if (n % tr->block_size != 0) continue;
+      std::vector<uint8_t> w(RowSizeBytes(c.type, n));
+      for (uint8_t& b : w) b = static_cast<uint8_t>(rng());
+      // Keep every fp16 finite: clear the top exponent bit of each 16-bit word of F16 rows and
+      // of each block's d/dmin.
+      if (c.type == GgmlType::kF16) {
+        for (size_t i = 1; i < w.size(); i += 2) w[i] &= 0xBF;
+      } else {
+        for (size_t off = 0; off < w.size(); off += tr->type_size) {
+          if (c.type == GgmlType::kQ6_K) {
+            w[off + tr->type_size - 1] &= 0xBF;
+          } else {
+            w[off + 1] &= 0xBF;
+            if (c.type == GgmlType::kQ4_K || c.type == GgmlType::kQ5_K) w[off + 3] &= 0xBF;
+          }
+        }
+      }
+      std::vector<float> want(n), got(n);
+      DequantizeRow(c.type, w.data(), want.data(), n);
+      c.simd(w.data(), got.data(), n);
+      for (int64_t i = 0; i < n; ++i) {
+        ASSERT_EQ(F32Bits(got[i]), F32Bits(want[i]))
+            << GgmlTypeName(c.type) << " n=" << n << " i=" << i << " " << got[i] << " vs "
+            << want[i];
+      }
+    }
+  }
+}
 
 }  // namespace
 }  // namespace dualblade

@@ -20,21 +20,22 @@ Dispatch Build() {
   const char* no_simd = std::getenv("DUALBLADE_NO_SIMD");
   t.avx2 = CpuHasAvx2Fma() && !(no_simd != nullptr && std::strcmp(no_simd, "1") == 0);
   auto pick = [&](VecDotFn scalar, VecDotFn avx2) { return t.avx2 ? avx2 : scalar; };
+  auto pick_deq = [&](ToFloatFn scalar, ToFloatFn avx2) { return t.avx2 ? avx2 : scalar; };
   t.f32 = {DequantizeRowF32, GgmlType::kF32, QuantizeRowF32,
            pick(VecDotF32Scalar, VecDotF32Avx2), VecDotF32Scalar};
-  t.f16 = {DequantizeRowF16, GgmlType::kF16, QuantizeRowF16,
+  t.f16 = {pick_deq(DequantizeRowF16, DequantizeRowF16Avx2), GgmlType::kF16, QuantizeRowF16,
            pick(VecDotF16Scalar, VecDotF16Avx2), VecDotF16Scalar};
   t.bf16 = {DequantizeRowBF16, GgmlType::kBF16, QuantizeRowBF16,
             pick(VecDotBF16Scalar, VecDotBF16Avx2), VecDotBF16Scalar};
-  t.q8_0 = {DequantizeRowQ8_0, GgmlType::kQ8_0, QuantizeRowQ8_0,
+  t.q8_0 = {pick_deq(DequantizeRowQ8_0, DequantizeRowQ8_0Avx2), GgmlType::kQ8_0, QuantizeRowQ8_0,
             pick(VecDotQ8_0Scalar, VecDotQ8_0Avx2), VecDotQ8_0Scalar};
-  t.q4_0 = {DequantizeRowQ4_0, GgmlType::kQ8_0, QuantizeRowQ8_0,
+  t.q4_0 = {pick_deq(DequantizeRowQ4_0, DequantizeRowQ4_0Avx2), GgmlType::kQ8_0, QuantizeRowQ8_0,
             pick(VecDotQ4_0Scalar, VecDotQ4_0Avx2), VecDotQ4_0Scalar};
-  t.q4_k = {DequantizeRowQ4_K, GgmlType::kQ8_K, QuantizeRowQ8_K,
+  t.q4_k = {pick_deq(DequantizeRowQ4_K, DequantizeRowQ4_KAvx2), GgmlType::kQ8_K, QuantizeRowQ8_K,
             pick(VecDotQ4_KScalar, VecDotQ4_KAvx2), VecDotQ4_KScalar};
-  t.q5_k = {DequantizeRowQ5_K, GgmlType::kQ8_K, QuantizeRowQ8_K,
+  t.q5_k = {pick_deq(DequantizeRowQ5_K, DequantizeRowQ5_KAvx2), GgmlType::kQ8_K, QuantizeRowQ8_K,
             pick(VecDotQ5_KScalar, VecDotQ5_KAvx2), VecDotQ5_KScalar};
-  t.q6_k = {DequantizeRowQ6_K, GgmlType::kQ8_K, QuantizeRowQ8_K,
+  t.q6_k = {pick_deq(DequantizeRowQ6_K, DequantizeRowQ6_KAvx2), GgmlType::kQ8_K, QuantizeRowQ8_K,
             pick(VecDotQ6_KScalar, VecDotQ6_KAvx2), VecDotQ6_KScalar};
   return t;
 }

@@ -22,7 +22,7 @@ using FromFloatFn = void (*)(const float* x, void* dst, int64_t n);
 
 // Everything a matmul needs for one weight type.
 struct RowKernels {
-  ToFloatFn to_float;       // weight row -> f32 (scalar reference dequantization)
+  ToFloatFn to_float;       // weight row -> f32 (bit-identical to DequantizeRow, SIMD when possible)
   GgmlType vec_dot_type;    // partner type of the activations
   FromFloatFn from_float;   // f32 activations -> partner type
   VecDotFn vec_dot;         // best kernel for this CPU

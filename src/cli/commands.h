@@ -16,5 +16,7 @@ int ReportError(const char* command, const Status& status);
 void AddFormatCommand(CLI::App& app, int* exit_code);
 void AddInfoCommand(CLI::App& app, int* exit_code);
 void AddIobenchCommand(CLI::App& app, int* exit_code);
+void AddMkmodelCommand(CLI::App& app, int* exit_code);
+void AddRunCommand(CLI::App& app, int* exit_code);
 
 }  // namespace dualblade::cli

@@ -29,6 +29,8 @@ int main(int argc, char** argv) {
   dualblade::cli::AddFormatCommand(app, &exit_code);
   dualblade::cli::AddInfoCommand(app, &exit_code);
   dualblade::cli::AddIobenchCommand(app, &exit_code);
+  dualblade::cli::AddMkmodelCommand(app, &exit_code);
+  dualblade::cli::AddRunCommand(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

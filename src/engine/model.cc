@@ -1,30 +1,10 @@
 #include "engine/model.h"
 
 #include <cstring>
+#include <string>
 
 namespace dualblade::engine {
 namespace {
-
-std::string Key(const std::string& arch, const char* suffix) { return arch + "." + suffix; }
-
-// Optional integer key: `fallback` when absent.
-Result<int64_t> OptionalInt(const GgufFile& f, const std::string& key, int64_t fallback) {
-  if (!f.Has(key)) return fallback;
-  DB_ASSIGN_OR_RETURN(uint32_t v, f.GetU32(key));
-  return static_cast<int64_t>(v);
-}
-
-Result<int64_t> RequiredInt(const GgufFile& f, const std::string& key) {
-  if (!f.Has(key)) return Status::InvalidArgument("the model lacks the key '" + key + "'");
-  DB_ASSIGN_OR_RETURN(uint32_t v, f.GetU32(key));
-  if (v == 0) return Status::InvalidArgument("the model's '" + key + "' is 0");
-  return static_cast<int64_t>(v);
-}
-
-Result<float> OptionalFloat(const GgufFile& f, const std::string& key, float fallback) {
-  if (!f.Has(key)) return fallback;
-  return f.GetF32(key);
-}
 
 std::string ShapeOf(int64_t ne0, int64_t ne1) {
   return "[" + std::to_string(ne0) + ", " + std::to_string(ne1) + "]";
@@ -42,82 +22,18 @@ Result<std::unique_ptr<Model>> Model::Open(const std::string& path) {
 Result<std::unique_ptr<Model>> Model::FromGguf(std::unique_ptr<GgufFile> gguf, std::string name) {
   std::unique_ptr<Model> m(new Model());
   m->gguf_ = std::move(gguf);
-  m->config_.name = std::move(name);
-  DB_RETURN_IF_ERROR(m->LoadConfig());
+  DB_ASSIGN_OR_RETURN(m->config_, ModelConfig::FromGguf(*m->gguf_));
+  DB_RETURN_IF_ERROR(m->config_.VerifyTensors(*m->gguf_));
+  const ModelConfig& c = m->config_;
+  m->display_name_ = c.name.empty() ? std::move(name) : c.name;
+  m->rope_.style =
+      c.rope_type == RopeType::kNeox ? compute::RopeStyle::kNeox : compute::RopeStyle::kNormal;
+  m->rope_.n_dims = static_cast<int>(c.n_rot);
+  m->rope_.freq_base = c.rope_freq_base;
+  m->rope_.freq_scale = c.rope_freq_scale();
+  m->rope_.freq_factors = c.rope_freq_factors;
   DB_RETURN_IF_ERROR(m->LoadWeights());
   return m;
-}
-
-Status Model::LoadConfig() {
-  const GgufFile& f = *gguf_;
-  ModelConfig& c = config_;
-  if (!f.Has("general.architecture")) {
-    return Status::InvalidArgument("the model lacks the key 'general.architecture'");
-  }
-  DB_ASSIGN_OR_RETURN(std::string_view arch, f.GetString("general.architecture"));
-  c.arch_name = std::string(arch);
-  if (c.arch_name == "llama") {
-    c.arch = Arch::kLlama;
-  } else if (c.arch_name == "qwen2") {
-    c.arch = Arch::kQwen2;
-  } else {
-    return Status::NotSupported("architecture '" + c.arch_name +
-                                "' is not supported (supported: llama, qwen2)");
-  }
-  const std::string& a = c.arch_name;
-  DB_ASSIGN_OR_RETURN(c.n_embd, RequiredInt(f, Key(a, "embedding_length")));
-  DB_ASSIGN_OR_RETURN(c.n_layer, RequiredInt(f, Key(a, "block_count")));
-  DB_ASSIGN_OR_RETURN(c.n_head, RequiredInt(f, Key(a, "attention.head_count")));
-  DB_ASSIGN_OR_RETURN(c.n_head_kv, OptionalInt(f, Key(a, "attention.head_count_kv"), c.n_head));
-  DB_ASSIGN_OR_RETURN(c.n_ff, RequiredInt(f, Key(a, "feed_forward_length")));
-  DB_ASSIGN_OR_RETURN(c.n_ctx_train, OptionalInt(f, Key(a, "context_length"), 2048));
-  DB_ASSIGN_OR_RETURN(c.n_embd_head,
-                      OptionalInt(f, Key(a, "attention.key_length"), c.n_embd / c.n_head));
-  DB_ASSIGN_OR_RETURN(int64_t v_len, OptionalInt(f, Key(a, "attention.value_length"), c.n_embd_head));
-  DB_ASSIGN_OR_RETURN(c.rms_eps, OptionalFloat(f, Key(a, "attention.layer_norm_rms_epsilon"), 1e-5f));
-  if (c.n_head_kv == 0 || c.n_head % c.n_head_kv != 0) {
-    return Status::InvalidArgument("head_count " + std::to_string(c.n_head) +
-                                   " is not a multiple of head_count_kv " +
-                                   std::to_string(c.n_head_kv));
-  }
-  if (v_len != c.n_embd_head || c.n_embd_head <= 0 || c.n_embd_head % 2 != 0) {
-    return Status::NotSupported("head sizes key " + std::to_string(c.n_embd_head) + " / value " +
-                                std::to_string(v_len) + " are not supported");
-  }
-  c.rope.style = c.arch == Arch::kQwen2 ? compute::RopeStyle::kNeox : compute::RopeStyle::kNormal;
-  DB_ASSIGN_OR_RETURN(int64_t n_rot, OptionalInt(f, Key(a, "rope.dimension_count"), c.n_embd_head));
-  if (n_rot <= 0 || n_rot > c.n_embd_head || n_rot % 2 != 0) {
-    return Status::InvalidArgument("rope.dimension_count " + std::to_string(n_rot) +
-                                   " does not fit head size " + std::to_string(c.n_embd_head));
-  }
-  c.rope.n_dims = static_cast<int>(n_rot);
-  DB_ASSIGN_OR_RETURN(c.rope.freq_base, OptionalFloat(f, Key(a, "rope.freq_base"), 10000.0f));
-  const std::string scaling_key = Key(a, "rope.scaling.type");
-  if (f.Has(scaling_key)) {
-    DB_ASSIGN_OR_RETURN(std::string_view type, f.GetString(scaling_key));
-    if (type == "linear") {
-      DB_ASSIGN_OR_RETURN(float factor, OptionalFloat(f, Key(a, "rope.scaling.factor"), 1.0f));
-      if (factor > 0.0f) c.rope.freq_scale = 1.0f / factor;
-    } else if (type != "none" && type != "llama3") {
-      return Status::NotSupported("rope scaling '" + std::string(type) + "' is not supported");
-    }
-  } else if (f.Has(Key(a, "rope.scale_linear"))) {
-    DB_ASSIGN_OR_RETURN(float factor, f.GetF32(Key(a, "rope.scale_linear")));
-    if (factor > 0.0f) c.rope.freq_scale = 1.0f / factor;
-  }
-  // Llama-3 scaling: the converter stores the per-pair divisors as a tensor.
-  if (const GgufTensor* t = f.FindTensor("rope_freqs.weight")) {
-    if (t->type != GgmlType::kF32 || t->n_elements() != n_rot / 2) {
-      return Status::InvalidArgument("rope_freqs.weight must be F32 with " +
-                                     std::to_string(n_rot / 2) + " elements");
-    }
-    c.rope.freq_factors.resize(static_cast<size_t>(n_rot / 2));
-    std::memcpy(c.rope.freq_factors.data(), t->data, t->nbytes);
-  }
-  const GgufTensor* embd = f.FindTensor("token_embd.weight");
-  if (embd == nullptr) return Status::InvalidArgument("the model lacks tensor 'token_embd.weight'");
-  c.n_vocab = embd->ne[1];
-  return Status::OK();
 }
 
 Status Model::LoadWeights() {
@@ -159,12 +75,12 @@ Status Model::LoadWeights() {
   ModelWeights& w = weights_;
   DB_RETURN_IF_ERROR(matrix("token_embd.weight", c.n_embd, c.n_vocab, &w.token_embd));
   DB_RETURN_IF_ERROR(vector("output_norm.weight", c.n_embd, true, &w.output_norm));
-  if (f.FindTensor("output.weight") != nullptr) {
+  if (!c.tied_output) {
     DB_RETURN_IF_ERROR(matrix("output.weight", c.n_embd, c.n_vocab, &w.output));
   } else {
     w.output = w.token_embd;  // tied embeddings
   }
-  const bool biases = c.arch == Arch::kQwen2;
+  const bool biases = c.has_qkv_bias;
   w.layers.resize(static_cast<size_t>(c.n_layer));
   for (int64_t i = 0; i < c.n_layer; ++i) {
     const std::string p = "blk." + std::to_string(i) + ".";

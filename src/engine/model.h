@@ -1,6 +1,7 @@
-// Model: a GGUF transformer opened for inference: its hyperparameters and views of its weights,
-// which stay in the memory-mapped file (zero copy). Architectures `llama` (Llama 2/3, TinyLlama,
-// Mistral, SmolLM) and `qwen2` (QKV biases, NeoX RoPE); anything else is refused by name.
+// Model: a GGUF transformer opened for inference: its hyperparameters (read and verified by
+// model/model_config.h) and views of its weights, which stay in the memory-mapped file (zero
+// copy). Architectures `llama` (Llama 2/3, TinyLlama, Mistral, SmolLM) and `qwen2` (QKV biases,
+// NeoX RoPE); anything else is refused by name.
 // Thread-safety: immutable after Open.
 #pragma once
 
@@ -13,29 +14,12 @@
 #include "compute/matmul.h"
 #include "compute/rope.h"
 #include "model/gguf.h"
+#include "model/model_config.h"
 
 namespace dualblade::engine {
 
-enum class Arch : uint8_t { kLlama, kQwen2 };
-
-struct ModelConfig {
-  Arch arch = Arch::kLlama;
-  std::string arch_name;   // general.architecture
-  std::string name;        // general.name, or the file name
-  int64_t n_vocab = 0;
-  int64_t n_embd = 0;
-  int64_t n_layer = 0;
-  int64_t n_head = 0;
-  int64_t n_head_kv = 0;
-  int64_t n_embd_head = 0;  // head_dim
-  int64_t n_ff = 0;
-  int64_t n_ctx_train = 0;
-  float rms_eps = 1e-5f;
-  compute::RopeConfig rope;
-
-  int64_t n_embd_q() const { return n_head * n_embd_head; }
-  int64_t n_embd_kv() const { return n_head_kv * n_embd_head; }
-};
+// The hyperparameters (model/model_config.h), plus what the engine derives from them.
+using ModelConfig = ::dualblade::ModelConfig;
 
 struct LayerWeights {
   const float* attn_norm = nullptr;     // (n_embd)
@@ -65,6 +49,10 @@ class Model {
   static Result<std::unique_ptr<Model>> FromGguf(std::unique_ptr<GgufFile> gguf, std::string name);
 
   const ModelConfig& config() const { return config_; }
+  // RoPE as the compute kernels take it (style, dimensions, base, scaling).
+  const compute::RopeConfig& rope() const { return rope_; }
+  // general.name, or the file name when the model has none.
+  const std::string& display_name() const { return display_name_; }
   const ModelWeights& weights() const { return weights_; }
   const GgufFile& gguf() const { return *gguf_; }
   // Bytes of all tensors (what the weights occupy once paged in).
@@ -72,11 +60,12 @@ class Model {
 
  private:
   Model() = default;
-  Status LoadConfig();
   Status LoadWeights();
 
   std::unique_ptr<GgufFile> gguf_;
   ModelConfig config_;
+  compute::RopeConfig rope_;
+  std::string display_name_;
   ModelWeights weights_;
   uint64_t weight_bytes_ = 0;
 };

@@ -25,7 +25,12 @@ Status CheckKvGeometry(const ModelConfig& c, const KvGeometry& g) {
 
 Transformer::Transformer(const Model& model, KvCache* kv, compute::ThreadPool* pool,
                          compute::MatmulMode mode)
-    : model_(model), c_(model.config()), kv_(kv), pool_(pool), matmul_(mode), rope_(c_.rope) {
+    : model_(model),
+      c_(model.config()),
+      kv_(kv),
+      pool_(pool),
+      matmul_(mode),
+      rope_(model.rope()) {
   DB_CHECK(CheckKvGeometry(c_, kv_->geometry()).ok());
 }
 

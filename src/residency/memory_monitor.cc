@@ -56,9 +56,12 @@ MemoryReading ComputeMemoryReading(const MemorySample& s, const ReserveTotals& r
     }
   }
 
-  // Measured usage: the cgroup's when there is one (that is what its limit is enforced
-  // against), else the process's own resident set.
-  if (s.has_cgroup) {
+  // Measured usage: the cgroup's when it confines us (a finite limit: a container, a benchmark
+  // run; that is what the limit is enforced against), else the process's own resident set. An
+  // unlimited cgroup is typically a shared slice whose other tenants are not ours to count.
+  r.confined_by_cgroup = s.has_cgroup && s.cgroup.limit_bytes != kUnlimitedBytes;
+  r.oom_kill_events = s.has_cgroup ? s.cgroup.oom.oom_kill_events : 0;
+  if (r.confined_by_cgroup) {
     const CgroupMemoryStat& st = s.cgroup.stat;
     r.usage_bytes = s.cgroup.usage_bytes;
     r.anon_bytes = st.anon_bytes;
@@ -68,7 +71,6 @@ MemoryReading ComputeMemoryReading(const MemorySample& s, const ReserveTotals& r
     r.kernel_bytes = st.non_lru_bytes;
     r.dirty_bytes = st.file_dirty_bytes;
     r.writeback_bytes = st.file_writeback_bytes;
-    r.oom_kill_events = s.cgroup.oom.oom_kill_events;
   } else {
     r.usage_bytes = s.process_resident_bytes;
     r.anon_bytes = SubClamp(s.process_resident_bytes, s.process_shared_bytes);

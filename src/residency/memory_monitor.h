@@ -54,12 +54,13 @@ struct MemoryReading {
   uint64_t limit_bytes = 0;
   LimitSource limit_source = LimitSource::kMemTotal;
   uint64_t cgroup_limit_bytes = kUnlimitedBytes;  // kUnlimitedBytes when none or no cgroup
-  // The cgroup's figures when there is one; otherwise the process's own (statm) and the system
-  // page cache.
+  // The cgroup's figures when it has a finite limit (confined_by_cgroup); otherwise the
+  // process's own (statm) and the system page cache.
+  bool confined_by_cgroup = false;
   uint64_t usage_bytes = 0;
   uint64_t anon_bytes = 0;
   uint64_t file_cache_bytes = 0;
-  uint64_t kernel_bytes = 0;  // charged to the cgroup beyond anon and file; 0 without a cgroup
+  uint64_t kernel_bytes = 0;  // charged to the cgroup beyond anon and file; 0 when not confined
   uint64_t dirty_bytes = 0;
   uint64_t writeback_bytes = 0;
   uint64_t mem_total_bytes = 0;

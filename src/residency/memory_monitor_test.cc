@@ -36,12 +36,25 @@ TEST(ComputeMemoryReadingTest, CgroupLimitBindsAndHeadroomSubtractsPinnedMemory)
 }
 
 TEST(ComputeMemoryReadingTest, BudgetBindsWhenBelowTheCgroupLimit) {
-  auto s = ScriptedMemorySource::CgroupSample(kUnlimitedBytes, 100 * kMiB, 0, kTotal, 12 * kGiB);
+  auto s = ScriptedMemorySource::CgroupSample(4 * kGiB, 100 * kMiB, 0, kTotal, 12 * kGiB);
   MemoryReading r = ComputeMemoryReading(s, {}, Margin(0, 512 * kMiB));
   EXPECT_EQ(r.limit_bytes, 512 * kMiB);
   EXPECT_EQ(r.limit_source, LimitSource::kBudget);
-  EXPECT_EQ(r.cgroup_limit_bytes, kUnlimitedBytes);
+  EXPECT_EQ(r.cgroup_limit_bytes, 4 * kGiB);
+  EXPECT_TRUE(r.confined_by_cgroup);
   EXPECT_EQ(r.kv_headroom_bytes, 412 * kMiB);
+}
+
+TEST(ComputeMemoryReadingTest, UnlimitedCgroupCountsTheProcessNotItsNeighbours) {
+  // A shared slice with 6 GiB of other tenants' anon memory; the process itself has 300 MiB.
+  auto s = ScriptedMemorySource::CgroupSample(kUnlimitedBytes, 6 * kGiB, 0, kTotal, 8 * kGiB);
+  s.process_resident_bytes = 400 * kMiB;
+  s.process_shared_bytes = 100 * kMiB;
+  MemoryReading r = ComputeMemoryReading(s, {}, Margin(0, 1 * kGiB));
+  EXPECT_FALSE(r.confined_by_cgroup);
+  EXPECT_EQ(r.cgroup_limit_bytes, kUnlimitedBytes);
+  EXPECT_EQ(r.anon_bytes, 300 * kMiB);
+  EXPECT_EQ(r.kv_headroom_bytes, 1 * kGiB - 300 * kMiB);
 }
 
 TEST(ComputeMemoryReadingTest, MemTotalBindsWithoutCgroupOrBudgetAndMemAvailableCaps) {

@@ -59,7 +59,11 @@ Status SystemMemorySource::Sample(MemorySample* out) {
 
 Status SystemMemorySource::SampleFast(MemorySample* inout) {
   inout->taken_ns = NowNanos();
-  if (cgroup_) return cgroup_->SampleCounters(&inout->cgroup);
+  if (cgroup_) {
+    DB_RETURN_IF_ERROR(cgroup_->SampleCounters(&inout->cgroup));
+    // Without a limit the monitor counts the process's own memory, not the cgroup's.
+    if (inout->cgroup.limit_bytes != kUnlimitedBytes) return Status::OK();
+  }
   return ReadStatm(inout);
 }
 

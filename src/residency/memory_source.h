@@ -44,9 +44,9 @@ class MemorySource {
   virtual ~MemorySource() = default;
   // Fills *out with fresh figures. On error *out is unspecified.
   virtual Status Sample(MemorySample* out) = 0;
-  // Refreshes only the cheap, fast-moving figures (the cgroup's limit and usage, or the
-  // process's own resident set without a cgroup) of a sample that Sample() filled before; the
-  // rest keeps its previous values. The default takes a full sample.
+  // Refreshes only the cheap, fast-moving figures (the cgroup's limit and usage, and the
+  // process's own resident set unless a cgroup limit confines it) of a sample that Sample()
+  // filled before; the rest keeps its previous values. The default takes a full sample.
   virtual Status SampleFast(MemorySample* inout) { return Sample(inout); }
   // One line for logs: which files feed this source.
   virtual std::string Describe() const = 0;

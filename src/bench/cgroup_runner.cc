@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -245,7 +246,11 @@ Result<CgroupRunResult> Run(const CgroupRunOptions& opts, const std::function<in
     cargv.push_back(nullptr);
   }
   int go[2], exec_err[2];
-  if (::pipe2(go, O_CLOEXEC) != 0) return ErrnoStatus("pipe", errno);
+  // A socket pair rather than a pipe: send(MSG_NOSIGNAL) to a child that died early fails with
+  // EPIPE instead of killing this process with SIGPIPE.
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, go) != 0) {
+    return ErrnoStatus("socketpair", errno);
+  }
   UniqueFd go_read(go[0]), go_write(go[1]);
   if (::pipe2(exec_err, O_CLOEXEC) != 0) return ErrnoStatus("pipe", errno);
   UniqueFd err_read(exec_err[0]), err_write(exec_err[1]);
@@ -282,7 +287,7 @@ Result<CgroupRunResult> Run(const CgroupRunOptions& opts, const std::function<in
     return st;
   }
   Stopwatch wall;
-  if (::write(go_write.get(), "g", 1) != 1) {
+  if (::send(go_write.get(), "g", 1, MSG_NOSIGNAL) != 1) {
     Status st = ErrnoStatus("release the child", errno);
     ::kill(pid, SIGKILL);
     reap(&wstatus);

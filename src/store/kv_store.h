@@ -53,6 +53,8 @@ struct KvStoreOptions {
   // Staging memory one read batch may hold at once; further chunks are submitted as earlier ones
   // are consumed. At least one coalesced request always fits.
   uint64_t read_staging_bytes = 64ull << 20;
+  // Chunk-write buffers in flight at once; Append waits for completions beyond it.
+  uint64_t write_inflight_bytes = 64ull << 20;
   // Path a new chunk gets until SetChunkPath says otherwise.
   KvPath default_path = KvPath::kDirect;
   // Growth: a segment that runs out of capacity grows by max(needed, its capacity * this / 100)

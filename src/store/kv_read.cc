@@ -1,0 +1,344 @@
+// KvStore reads: a batch plans its ranges into units (a memory-resident chunk, or a run of
+// adjacent on-disk chunks of one extent and one path, at most max_request_bytes per part), submits
+// as many runs as its staging allows, and delivers chunks as their K and V requests complete.
+//
+// Unit states: planned -> submitted (in the kernel, holding a staging buffer) -> ready (both
+// requests back) -> delivered (buffer returned; the next planned unit is submitted). A failed
+// request fails the batch: nothing more is submitted, and what is in the kernel drains.
+#include <fcntl.h>
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+
+#include "store/kv_store_impl.h"
+
+namespace dualblade::store {
+
+const char* KvSourceName(KvSource s) {
+  switch (s) {
+    case KvSource::kMemory: return "memory";
+    case KvSource::kPage: return "page";
+    case KvSource::kDirect: return "direct";
+  }
+  return "unknown";
+}
+
+AlignedBuffer KvStoreImpl::TakeStaging(size_t size_bytes) {
+  for (size_t i = 0; i < staging_pool_.size(); ++i) {
+    if (staging_pool_[i].size() >= size_bytes) {
+      AlignedBuffer b = std::move(staging_pool_[i]);
+      staging_pool_.erase(staging_pool_.begin() + static_cast<ptrdiff_t>(i));
+      staging_pool_bytes_ -= b.size();
+      return b;
+    }
+  }
+  return AlignedBuffer(size_bytes);
+}
+
+void KvStoreImpl::ReturnStaging(AlignedBuffer buf) {
+  // Keep about two batches' worth; beyond that memory goes back to the allocator.
+  if (staging_pool_bytes_ + buf.size() > 2 * opts_.read_staging_bytes) return;
+  staging_pool_bytes_ += buf.size();
+  staging_pool_.push_back(std::move(buf));
+}
+
+namespace {
+
+class ReadBatchImpl;
+
+struct ReadUnit final : IoTicket {
+  ReadBatchImpl* batch = nullptr;
+  size_t range_index = 0;
+  SeqId seq = 0;
+  uint32_t layer = 0;
+  uint64_t first_chunk = 0;
+  uint64_t n_chunks = 0;
+  KvSource source = KvSource::kDirect;
+  uint64_t range_begin = 0, range_end = 0;  // tokens requested
+  uint64_t chunk_tokens = 0, row_bytes = 0, part_bytes = 0;
+  uint64_t k_offset_bytes = 0, v_offset_bytes = 0;
+  std::vector<ChunkMeta> meta;  // expected hashes, per chunk
+  AlignedBuffer buf;            // staging: K parts then V parts
+  IoRequest req[2];
+  int remaining = 2;
+  Status status;
+
+  void OnIoComplete(IoRequest* r) override;
+};
+
+// A chunk served from memory, copied at StartRead (rows already clipped to the range).
+struct MemChunk {
+  size_t range_index = 0;
+  SeqId seq = 0;
+  uint32_t layer = 0;
+  uint64_t chunk = 0, token_begin = 0;
+  uint32_t n_tokens = 0;
+  std::vector<uint8_t> k, v;
+};
+
+class ReadBatchImpl final : public KvReadBatch {
+ public:
+  explicit ReadBatchImpl(KvStoreImpl* store) : store_(store) {}
+  ~ReadBatchImpl() override {
+    while (in_kernel_ > 0) {
+      if (!store_->ReapSome(1).ok()) break;
+    }
+    for (auto& u : units_) {
+      if (!u->buf.empty()) store_->ReturnStaging(std::move(u->buf));
+    }
+  }
+
+  Status Plan(std::span<const KvRange> ranges);
+  Result<size_t> Poll(bool wait, const KvChunkFn& fn) override;
+  bool done() const override {
+    return in_kernel_ == 0 && (!failed_.ok() || (mem_done_ && delivered_units_ == units_.size()));
+  }
+  size_t pending_chunks() const override { return pending_chunks_; }
+
+  void UnitDone(ReadUnit* u) {
+    --in_kernel_;
+    ready_.push_back(u);
+  }
+
+ private:
+  void SubmitMore();
+  size_t Deliver(ReadUnit* u, const KvChunkFn& fn);
+
+  KvStoreImpl* store_;
+  std::vector<MemChunk> mem_;
+  bool mem_done_ = false;
+  std::vector<std::unique_ptr<ReadUnit>> units_;
+  size_t next_submit_ = 0;
+  size_t delivered_units_ = 0;
+  size_t in_kernel_ = 0;
+  size_t pending_chunks_ = 0;
+  uint64_t staging_in_use_ = 0;
+  std::deque<ReadUnit*> ready_;
+  Status failed_;
+};
+
+void ReadUnit::OnIoComplete(IoRequest* r) {
+  if (!r->status.ok() && status.ok()) status = r->status;
+  if (--remaining == 0) batch->UnitDone(this);
+}
+
+Status ReadBatchImpl::Plan(std::span<const KvRange> ranges) {
+  for (size_t ri = 0; ri < ranges.size(); ++ri) {
+    const KvRange& r = ranges[ri];
+    DB_ASSIGN_OR_RETURN(Sequence * s, store_->Find(r.seq));
+    if (r.layer >= s->layers.size()) {
+      return Status::InvalidArgument("sequence " + std::to_string(r.seq) + " has no layer " +
+                                     std::to_string(r.layer));
+    }
+    const LayerState& l = s->layers[r.layer];
+    if (r.token_begin > r.token_end || r.token_end > l.n_tokens) {
+      return Status::InvalidArgument("read of tokens [" + std::to_string(r.token_begin) + ", " +
+                                     std::to_string(r.token_end) + ") beyond the " +
+                                     std::to_string(l.n_tokens) + " tokens of layer " +
+                                     std::to_string(r.layer));
+    }
+    s->last_use_unix_s = static_cast<uint64_t>(time(nullptr));
+    const uint64_t ct = s->layout.geometry.chunk_tokens;
+    const uint64_t row = s->layout.geometry.row_bytes();
+    const uint64_t part = s->layout.chunk_part_bytes();
+    const uint64_t full = l.n_tokens / ct;
+    const uint64_t max_run = std::max<uint64_t>(1, store_->max_request_bytes() / part);
+    uint64_t c = r.token_begin / ct;
+    const uint64_t last = (r.token_end + ct - 1) / ct;
+    while (c < last) {
+      const uint64_t t0 = std::max(r.token_begin, c * ct);
+      const uint64_t t1 = std::min(r.token_end, (c + 1) * ct);
+      auto w = l.writing.find(c);
+      if (c >= full || w != l.writing.end()) {
+        const uint8_t* src = c >= full ? l.tail.data() : w->second->buf.data();
+        MemChunk m{ri, r.seq, r.layer, c, t0, static_cast<uint32_t>(t1 - t0), {}, {}};
+        const uint8_t* k = src + (t0 - c * ct) * row;
+        m.k.assign(k, k + (t1 - t0) * row);
+        m.v.assign(k + part, k + part + (t1 - t0) * row);
+        mem_.push_back(std::move(m));
+        ++pending_chunks_;
+        ++c;
+        continue;
+      }
+      const SegmentExtent& e = l.extents[store_->ExtentOf(l, c)];
+      const KvPath path = l.chunks[c].path;
+      uint64_t end = c + 1;
+      while (end < last && end < full && end < e.first_chunk + e.n_chunks &&
+             end - c < max_run && l.chunks[end].path == path && !l.writing.count(end)) {
+        ++end;
+      }
+      auto u = std::make_unique<ReadUnit>();
+      u->batch = this;
+      u->range_index = ri;
+      u->seq = r.seq;
+      u->layer = r.layer;
+      u->first_chunk = c;
+      u->n_chunks = end - c;
+      u->source = path == KvPath::kDirect ? KvSource::kDirect : KvSource::kPage;
+      u->range_begin = r.token_begin;
+      u->range_end = r.token_end;
+      u->chunk_tokens = ct;
+      u->row_bytes = row;
+      u->part_bytes = part;
+      const KvChunkLocation loc = store_->Locate(*s, l, c);
+      u->k_offset_bytes = loc.k_offset_bytes;
+      u->v_offset_bytes = loc.v_offset_bytes;
+      u->meta.assign(l.chunks.begin() + static_cast<ptrdiff_t>(c),
+                     l.chunks.begin() + static_cast<ptrdiff_t>(end));
+      pending_chunks_ += u->n_chunks;
+      units_.push_back(std::move(u));
+      c = end;
+    }
+  }
+  // Runs that must wait for staging: ask the kernel to start reading PAGE ones into the cache now.
+  const KvStoreOptions& o = store_->options();
+  uint64_t budget = o.read_staging_bytes;
+  for (auto& u : units_) {
+    const uint64_t bytes = 2 * u->n_chunks * u->part_bytes;
+    if (bytes <= budget) {
+      budget -= bytes;
+      continue;
+    }
+    budget = 0;
+    if (u->source != KvSource::kPage) continue;
+    const int fd = store_->store().device().buffered_fd();
+    const auto len = static_cast<off_t>(u->n_chunks * u->part_bytes);
+    (void)posix_fadvise(fd, static_cast<off_t>(u->k_offset_bytes), len, POSIX_FADV_WILLNEED);
+    (void)posix_fadvise(fd, static_cast<off_t>(u->v_offset_bytes), len, POSIX_FADV_WILLNEED);
+    store_->mutable_stats().fadvise_willneed += 2;
+  }
+  return Status::OK();
+}
+
+void ReadBatchImpl::SubmitMore() {
+  const uint64_t limit = store_->options().read_staging_bytes;
+  KvStoreStats& st = store_->mutable_stats();
+  while (failed_.ok() && next_submit_ < units_.size()) {
+    ReadUnit* u = units_[next_submit_].get();
+    const uint64_t len = u->n_chunks * u->part_bytes;
+    if (in_kernel_ > 0 && staging_in_use_ + 2 * len > limit) return;
+    u->buf = store_->TakeStaging(2 * len);
+    staging_in_use_ += u->buf.size();
+    const IoPath path = u->source == KvSource::kDirect ? IoPath::kDirect : IoPath::kBuffered;
+    for (int i = 0; i < 2; ++i) {
+      IoRequest& r = u->req[i];
+      r.op = IoOp::kRead;
+      r.path = path;
+      r.offset_bytes = i == 0 ? u->k_offset_bytes : u->v_offset_bytes;
+      r.buf = u->buf.data() + (i == 0 ? 0 : len);
+      r.len_bytes = len;
+      r.user_tag = reinterpret_cast<uint64_t>(static_cast<IoTicket*>(u));
+      store_->engine().Enqueue(&r);
+    }
+    if (path == IoPath::kDirect) {
+      st.read_bytes_direct += 2 * len;
+      st.read_requests_direct += 2;
+    } else {
+      st.read_bytes_page += 2 * len;
+      st.read_requests_page += 2;
+    }
+    ++in_kernel_;
+    ++next_submit_;
+  }
+}
+
+size_t ReadBatchImpl::Deliver(ReadUnit* u, const KvChunkFn& fn) {
+  const uint64_t len = u->n_chunks * u->part_bytes;
+  const bool verify = store_->options().verify_checksums;
+  size_t n = 0;
+  for (uint64_t i = 0; i < u->n_chunks; ++i) {
+    const uint64_t c = u->first_chunk + i;
+    const uint8_t* k = u->buf.data() + i * u->part_bytes;
+    const uint8_t* v = k + len;
+    const uint64_t rows = u->chunk_tokens * u->row_bytes;
+    if (verify && (store_->Hash(k, rows) != u->meta[i].k_hash ||
+                   store_->Hash(v, rows) != u->meta[i].v_hash)) {
+      failed_ = Status::Corruption("checksum mismatch in sequence " + std::to_string(u->seq) +
+                                   " layer " + std::to_string(u->layer) + " chunk " +
+                                   std::to_string(c) + " (read through the " +
+                                   KvSourceName(u->source) + " path)");
+      return n;
+    }
+    const uint64_t t0 = std::max(u->range_begin, c * u->chunk_tokens);
+    const uint64_t t1 = std::min(u->range_end, (c + 1) * u->chunk_tokens);
+    const uint64_t skip = (t0 - c * u->chunk_tokens) * u->row_bytes;
+    KvChunkView view{u->range_index, u->seq, u->layer, c, t0, static_cast<uint32_t>(t1 - t0),
+                     k + skip, v + skip, u->source};
+    fn(view);
+    ++n;
+  }
+  return n;
+}
+
+Result<size_t> ReadBatchImpl::Poll(bool wait, const KvChunkFn& fn) {
+  if (!failed_.ok()) return failed_;
+  size_t n = 0;
+  if (!mem_done_) {
+    for (const MemChunk& m : mem_) {
+      fn(KvChunkView{m.range_index, m.seq, m.layer, m.chunk, m.token_begin, m.n_tokens,
+                     m.k.data(), m.v.data(), KvSource::kMemory});
+      store_->mutable_stats().read_bytes_memory += m.k.size() + m.v.size();
+      ++n;
+    }
+    mem_.clear();
+    mem_done_ = true;
+  }
+  SubmitMore();
+  DB_RETURN_IF_ERROR(store_->ReapSome(0));
+  while (wait && n == 0 && ready_.empty() && in_kernel_ > 0) {
+    DB_RETURN_IF_ERROR(store_->ReapSome(1));
+  }
+  while (!ready_.empty()) {
+    ReadUnit* u = ready_.front();
+    ready_.pop_front();
+    ++delivered_units_;
+    if (!u->status.ok()) {
+      failed_ = u->status.Annotate("read of sequence " + std::to_string(u->seq) + " layer " +
+                                   std::to_string(u->layer) + " chunks " +
+                                   std::to_string(u->first_chunk) + ".." +
+                                   std::to_string(u->first_chunk + u->n_chunks - 1));
+    } else {
+      n += Deliver(u, fn);
+    }
+    staging_in_use_ -= u->buf.size();
+    store_->ReturnStaging(std::move(u->buf));
+    u->buf = AlignedBuffer();
+    if (!failed_.ok()) return failed_;
+    SubmitMore();
+    if (ready_.empty()) DB_RETURN_IF_ERROR(store_->ReapSome(0));
+  }
+  pending_chunks_ -= std::min(pending_chunks_, n);
+  return n;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<KvReadBatch>> KvStoreImpl::StartRead(std::span<const KvRange> ranges) {
+  auto batch = std::make_unique<ReadBatchImpl>(this);
+  DB_RETURN_IF_ERROR(batch->Plan(ranges));
+  return std::unique_ptr<KvReadBatch>(std::move(batch));
+}
+
+Status KvStoreImpl::ReadChunks(std::span<const KvRange> ranges, const KvChunkFn& fn) {
+  DB_ASSIGN_OR_RETURN(std::unique_ptr<KvReadBatch> batch, StartRead(ranges));
+  while (!batch->done()) {
+    DB_ASSIGN_OR_RETURN(size_t n, batch->Poll(/*wait=*/true, fn));
+    (void)n;
+  }
+  return Status::OK();
+}
+
+Status KvStoreImpl::Read(const KvRange& range, void* k_out, void* v_out) {
+  DB_ASSIGN_OR_RETURN(Sequence * s, Find(range.seq));
+  const uint64_t row = s->layout.geometry.row_bytes();
+  auto* k = static_cast<uint8_t*>(k_out);
+  auto* v = static_cast<uint8_t*>(v_out);
+  return ReadChunks({&range, 1}, [&](const KvChunkView& c) {
+    const uint64_t off = (c.token_begin - range.token_begin) * row;
+    std::memcpy(k + off, c.k, c.n_tokens * row);
+    std::memcpy(v + off, c.v, c.n_tokens * row);
+  });
+}
+
+}  // namespace dualblade::store

@@ -1,0 +1,285 @@
+#include "store/kv_store.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "common/units.h"
+#include "io/fault_injection.h"
+#include "store/kv_test_util.h"
+#include "testing/test_env.h"
+
+namespace dualblade::store {
+namespace {
+
+using dualblade::testing::TempDir;
+using testing::AppendRandom;
+using testing::ExpectAll;
+using testing::ExpectRange;
+using testing::KvFixture;
+using testing::RefSequence;
+
+KvGeometry Geo(uint32_t layers = 2, uint64_t capacity = 64) {
+  // 96-byte rows, 16-token chunks: 1536 row bytes per part, padded to a block.
+  return KvGeometry{.n_layer = layers, .n_head_kv = 2, .head_dim = 24, .type = KvType::kF16,
+                    .chunk_tokens = 16, .capacity_tokens = capacity};
+}
+
+// Overwrites one byte of the store behind the KvStore's back.
+void FlipByte(const std::string& path, uint64_t offset) {
+  int fd = ::open(path.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  uint8_t b = 0;
+  ASSERT_EQ(::pread(fd, &b, 1, static_cast<off_t>(offset)), 1);
+  b ^= 0x5a;
+  ASSERT_EQ(::pwrite(fd, &b, 1, static_cast<off_t>(offset)), 1);
+  ASSERT_EQ(::fdatasync(fd), 0);
+  ASSERT_EQ(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+  ::close(fd);
+}
+
+TEST(KvStoreTest, AppendAndReadTailAndChunksOnBothPaths) {
+  TempDir dir;
+  for (KvPath path : {KvPath::kDirect, KvPath::kPage}) {
+    auto f = KvFixture::Create(dir.File("s.img"), 64 * kMiB, {.default_path = path});
+    ASSERT_TRUE(f);
+    std::mt19937_64 rng(7);
+    Result<SeqId> id = f->kv().CreateSequence(Geo(), "model-a");
+    ASSERT_TRUE(id.ok()) << id.status().ToString();
+    RefSequence ref(Geo());
+    for (uint32_t l = 0; l < 2; ++l) ASSERT_TRUE(AppendRandom(f->kv(), *id, ref, l, 37, rng).ok());
+    ExpectAll(f->kv(), *id, ref);
+    ExpectRange(f->kv(), *id, ref, 1, 5, 33);
+    ASSERT_TRUE(f->kv().Flush().ok());
+    std::map<KvSource, int> sources;
+    KvRange r{*id, 0, 0, 37};
+    ASSERT_TRUE(f->kv().ReadChunks({&r, 1}, [&](const KvChunkView& c) { ++sources[c.source]; }).ok());
+    EXPECT_EQ(sources[KvSource::kMemory], 1);  // the 5-token tail
+    EXPECT_EQ(sources[path == KvPath::kDirect ? KvSource::kDirect : KvSource::kPage], 2);
+    const KvStoreStats& st = f->kv().stats();
+    EXPECT_GT(path == KvPath::kDirect ? st.write_bytes_direct : st.write_bytes_page, 0u);
+    EXPECT_EQ(path == KvPath::kDirect ? st.write_bytes_page : st.write_bytes_direct, 0u);
+  }
+}
+
+TEST(KvStoreTest, GrowsPastCapacityAcrossExtents) {
+  TempDir dir;
+  auto f = KvFixture::Create(dir.File("s.img"), 64 * kMiB);
+  ASSERT_TRUE(f);
+  std::mt19937_64 rng(8);
+  Result<SeqId> id = f->kv().CreateSequence(Geo(2, 20), "m");
+  ASSERT_TRUE(id.ok());
+  RefSequence ref(Geo(2, 20));
+  for (int i = 0; i < 9; ++i) ASSERT_TRUE(AppendRandom(f->kv(), *id, ref, 0, 23, rng).ok());
+  ASSERT_TRUE(AppendRandom(f->kv(), *id, ref, 1, 3, rng).ok());
+  Result<KvSequenceInfo> info = f->kv().Describe(*id);
+  ASSERT_TRUE(info.ok());
+  EXPECT_GE(info->capacity_tokens[0], 9u * 23);
+  EXPECT_EQ(info->capacity_tokens[1], 32u);
+  ExpectAll(f->kv(), *id, ref);
+  ASSERT_TRUE(f->kv().Commit().ok());
+  ASSERT_TRUE(f->Reopen().ok());
+  ExpectAll(f->kv(), *id, ref);
+}
+
+// Every transition, with data written through one path and read through the other.
+TEST(KvStoreTest, PathTransitionsStayCoherent) {
+  TempDir dir;
+  auto f = KvFixture::Create(dir.File("s.img"), 64 * kMiB, {.default_path = KvPath::kPage});
+  ASSERT_TRUE(f);
+  std::mt19937_64 rng(9);
+  KvStore& kv = f->kv();
+  SeqId id = kv.CreateSequence(Geo(1, 128), "m").value();
+  RefSequence ref(Geo(1, 128));
+  // Chunks 0-1 written PAGE (dirty in the page cache), then demoted: direct reads must see them.
+  ASSERT_TRUE(AppendRandom(kv, id, ref, 0, 32, rng).ok());
+  ASSERT_TRUE(kv.SetChunkPath(id, 0, 0, 2, KvPath::kDirect).ok());
+  // Chunks 2-3 written DIRECT, then promoted: buffered reads must see them.
+  ASSERT_TRUE(kv.SetChunkPath(id, 0, 2, 4, KvPath::kDirect).ok());
+  ASSERT_TRUE(AppendRandom(kv, id, ref, 0, 32, rng).ok());
+  ASSERT_TRUE(kv.Flush().ok());
+  ASSERT_TRUE(kv.SetChunkPath(id, 0, 2, 4, KvPath::kPage).ok());
+  // Chunk 4: its partial tail committed through PAGE (now cached), then completed through DIRECT
+  // and read through PAGE: no stale partial page may be served.
+  ASSERT_TRUE(AppendRandom(kv, id, ref, 0, 5, rng).ok());
+  ASSERT_TRUE(kv.Commit().ok());
+  ExpectRange(kv, id, ref, 0, 0, 64);  // caches chunks 2-3 through PAGE
+  ASSERT_TRUE(kv.SetChunkPath(id, 0, 4, KvPath::kDirect).ok());
+  ASSERT_TRUE(AppendRandom(kv, id, ref, 0, 11, rng).ok());
+  ASSERT_TRUE(kv.Flush().ok());
+  ASSERT_TRUE(kv.SetChunkPath(id, 0, 4, KvPath::kPage).ok());
+  // Chunks 0-1 back to PAGE, 2-3 to DIRECT after having been cached.
+  ASSERT_TRUE(kv.SetChunkPath(id, 0, 0, 2, KvPath::kPage).ok());
+  ASSERT_TRUE(kv.SetChunkPath(id, 0, 2, 4, KvPath::kDirect).ok());
+  std::map<uint64_t, KvSource> source;
+  KvRange r{id, 0, 0, 80};
+  ASSERT_TRUE(kv.ReadChunks({&r, 1}, [&](const KvChunkView& c) { source[c.chunk] = c.source; }).ok());
+  EXPECT_EQ(source[0], KvSource::kPage);
+  EXPECT_EQ(source[2], KvSource::kDirect);
+  EXPECT_EQ(source[4], KvSource::kPage);
+  ExpectRange(kv, id, ref, 0, 0, 80);
+  // Mixed within the segment: alternate paths chunk by chunk.
+  for (uint64_t c = 0; c < 5; ++c) {
+    ASSERT_TRUE(kv.SetChunkPath(id, 0, c, c % 2 ? KvPath::kPage : KvPath::kDirect).ok());
+  }
+  ExpectRange(kv, id, ref, 0, 0, 80);
+  ExpectRange(kv, id, ref, 0, 7, 71);
+  EXPECT_GT(kv.stats().fadvise_dontneed, 0u);
+}
+
+TEST(KvStoreTest, ReopenFindsCommittedSequencesOnly) {
+  TempDir dir;
+  auto f = KvFixture::Create(dir.File("s.img"), 64 * kMiB);
+  ASSERT_TRUE(f);
+  std::mt19937_64 rng(10);
+  SeqId a = f->kv().CreateSequence(Geo(), "model-a").value();
+  RefSequence ra(Geo());
+  ASSERT_TRUE(AppendRandom(f->kv(), a, ra, 0, 40, rng).ok());
+  ASSERT_TRUE(AppendRandom(f->kv(), a, ra, 1, 16, rng).ok());
+  ASSERT_TRUE(f->kv().SetChunkPath(a, 0, 1, KvPath::kPage).ok());
+  ASSERT_TRUE(f->kv().Commit().ok());
+  // Uncommitted: a second sequence and more rows of the first.
+  SeqId b = f->kv().CreateSequence(Geo(), "model-b").value();
+  RefSequence rb(Geo());
+  ASSERT_TRUE(AppendRandom(f->kv(), b, rb, 0, 20, rng).ok());
+  RefSequence ra_extra = ra;
+  ASSERT_TRUE(AppendRandom(f->kv(), a, ra_extra, 0, 30, rng).ok());
+  ASSERT_TRUE(f->Reopen().ok());
+  EXPECT_EQ(f->kv().Sequences(), std::vector<SeqId>{a});
+  Result<KvSequenceInfo> info = f->kv().Describe(a);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->model_identity, "model-a");
+  EXPECT_EQ(info->geometry, Geo());
+  EXPECT_EQ(info->n_tokens, (std::vector<uint64_t>{40, 16}));
+  EXPECT_EQ(f->kv().ChunkPath(a, 0, 1).value(), KvPath::kPage);
+  EXPECT_EQ(f->kv().ChunkPath(a, 0, 0).value(), KvPath::kDirect);
+  ExpectAll(f->kv(), a, ra);
+  // The reopened tail keeps growing and commits again.
+  ASSERT_TRUE(AppendRandom(f->kv(), a, ra, 0, 30, rng).ok());
+  ASSERT_TRUE(f->kv().Commit().ok());
+  ASSERT_TRUE(f->Reopen().ok());
+  ExpectAll(f->kv(), a, ra);
+  // Drop frees every block and is durable at once.
+  ASSERT_TRUE(f->kv().Drop(a).ok());
+  EXPECT_TRUE(f->kv().Describe(a).status().IsNotFound());
+  ASSERT_TRUE(f->Reopen().ok());
+  EXPECT_TRUE(f->kv().Sequences().empty());
+  EXPECT_EQ(f->store().allocator().stats().used_blocks, 0u);
+  // Ids are never reused.
+  EXPECT_GT(f->kv().CreateSequence(Geo(), "c").value(), a);
+}
+
+TEST(KvStoreTest, ChecksumMismatchNamesTheChunk) {
+  TempDir dir;
+  for (KvPath path : {KvPath::kDirect, KvPath::kPage}) {
+    auto f = KvFixture::Create(dir.File("s.img"), 64 * kMiB, {.default_path = path});
+    ASSERT_TRUE(f);
+    std::mt19937_64 rng(11);
+    SeqId id = f->kv().CreateSequence(Geo(), "m").value();
+    RefSequence ref(Geo());
+    ASSERT_TRUE(AppendRandom(f->kv(), id, ref, 1, 48, rng).ok());
+    ASSERT_TRUE(f->kv().Commit().ok());
+    f->Close();
+    KvChunkLocation loc;
+    {
+      ASSERT_TRUE(f->Reopen().ok());
+      loc = f->kv().ChunkLocation(id, 1, 2).value();
+      f->Close();
+    }
+    FlipByte(f->path(), loc.v_offset_bytes + 100);
+    ASSERT_TRUE(f->Reopen().ok());
+    ExpectRange(f->kv(), id, ref, 1, 0, 32);  // chunks 0 and 1 are intact
+    KvRange r{id, 1, 0, 48};
+    Status st = f->kv().ReadChunks({&r, 1}, [](const KvChunkView&) {});
+    ASSERT_TRUE(st.IsCorruption()) << st.ToString();
+    EXPECT_NE(st.message().find("sequence " + std::to_string(id) + " layer 1 chunk 2"),
+              std::string::npos)
+        << st.message();
+    EXPECT_GT(f->kv().stats().checksum_ns, 0u);
+    // With verification off the flipped byte is delivered as is.
+    f->kv().set_verify_checksums(false);
+    EXPECT_TRUE(f->kv().ReadChunks({&r, 1}, [](const KvChunkView&) {}).ok());
+  }
+}
+
+TEST(KvStoreTest, StoreFullLeavesNothingBehind) {
+  TempDir dir;
+  auto f = KvFixture::Create(dir.File("s.img"), 16 * kMiB);
+  ASSERT_TRUE(f);
+  const uint64_t free_blocks = f->store().allocator().stats().free_blocks;
+  const uint64_t block = f->store().superblock().block_bytes;
+  // Each layer fits alone, all four do not.
+  const uint64_t chunks = free_blocks / 2 / 3;
+  Result<SeqId> big = f->kv().CreateSequence(Geo(4, chunks * 16), "big");
+  ASSERT_TRUE(big.status().IsNoSpace()) << big.status().ToString();
+  EXPECT_NE(big.status().message().find("KV chunks"), std::string::npos);
+  EXPECT_EQ(f->store().allocator().stats().free_blocks, free_blocks);
+  EXPECT_TRUE(f->kv().Sequences().empty());
+  // Growth that cannot fit: NoSpace, no token appended, nothing allocated.
+  KvGeometry g = Geo(1, free_blocks * block / 2 / 4096 / 2 * 16);
+  SeqId id = f->kv().CreateSequence(g, "m").value();
+  const uint64_t free_after = f->store().allocator().stats().free_blocks;
+  std::mt19937_64 rng(12);
+  RefSequence ref(g);
+  ASSERT_TRUE(AppendRandom(f->kv(), id, ref, 0, g.capacity_tokens, rng).ok());
+  Status st = AppendRandom(f->kv(), id, ref, 0, 3 * g.capacity_tokens, rng);
+  ASSERT_TRUE(st.IsNoSpace()) << st.ToString();
+  EXPECT_EQ(f->kv().Describe(id)->n_tokens[0], g.capacity_tokens);
+  EXPECT_EQ(f->store().allocator().stats().free_blocks, free_after);
+  ExpectAll(f->kv(), id, ref);
+}
+
+TEST(KvStoreTest, InjectedReadErrorFailsCleanly) {
+  TempDir dir;
+  for (bool threadpool : {false, true}) {
+    FaultInjector inj(FaultOptions{.seed = 3, .eio_rate = 1.0});
+    inj.set_enabled(false);
+    auto f = KvFixture::Create(dir.File("s.img"), 64 * kMiB,
+                               {.force_threadpool = threadpool, .fault_hook = &inj});
+    ASSERT_TRUE(f);
+    std::mt19937_64 rng(13);
+    SeqId id = f->kv().CreateSequence(Geo(2, 256), "m").value();
+    RefSequence ref(Geo(2, 256));
+    for (uint32_t l = 0; l < 2; ++l) ASSERT_TRUE(AppendRandom(f->kv(), id, ref, l, 200, rng).ok());
+    ASSERT_TRUE(f->kv().SetChunkPath(id, 1, 0, 6, KvPath::kPage).ok());
+    ASSERT_TRUE(f->kv().Commit().ok());
+    inj.set_enabled(true);
+    std::vector<KvRange> ranges = {{id, 0, 0, 200}, {id, 1, 0, 200}};
+    Status st = f->kv().ReadChunks(ranges, [](const KvChunkView&) {});
+    ASSERT_FALSE(st.ok());
+    EXPECT_TRUE(st.injected()) << st.ToString();
+    EXPECT_NE(st.message().find("sequence"), std::string::npos);
+    // A batch abandoned mid-way drains on destruction; the store keeps working afterwards.
+    {
+      Result<std::unique_ptr<KvReadBatch>> b = f->kv().StartRead(ranges);
+      ASSERT_TRUE(b.ok());
+      Status first_error;
+      while (first_error.ok() && !(*b)->done()) {
+        Result<size_t> n = (*b)->Poll(true, [](const KvChunkView&) {});
+        if (!n.ok()) first_error = n.status();
+      }
+      EXPECT_TRUE(first_error.injected()) << first_error.ToString();
+    }
+    inj.set_enabled(false);
+    ExpectAll(f->kv(), id, ref);
+  }
+}
+
+TEST(KvStoreTest, BadArgumentsAreClearErrors) {
+  TempDir dir;
+  auto f = KvFixture::Create(dir.File("s.img"), 64 * kMiB);
+  ASSERT_TRUE(f);
+  EXPECT_TRUE(f->kv().CreateSequence(Geo(0), "m").status().IsInvalidArgument());
+  SeqId id = f->kv().CreateSequence(Geo(), "m").value();
+  uint8_t row[96] = {};
+  EXPECT_TRUE(f->kv().Append(id + 1, 0, row, row, 1).IsNotFound());
+  EXPECT_TRUE(f->kv().Append(id, 2, row, row, 1).IsInvalidArgument());
+  KvRange r{id, 0, 0, 1};
+  EXPECT_TRUE(f->kv().ReadChunks({&r, 1}, [](const KvChunkView&) {}).IsInvalidArgument());
+  EXPECT_TRUE(f->kv().SetChunkPath(id, 0, 0, 99, KvPath::kPage).IsInvalidArgument());
+  EXPECT_TRUE(f->kv().ChunkPath(id, 0, 4).status().IsInvalidArgument());
+  EXPECT_TRUE(f->kv().Drop(id + 5).IsNotFound());
+}
+
+}  // namespace
+}  // namespace dualblade::store

@@ -64,10 +64,13 @@ class RunCgroup {
     DB_ASSIGN_OR_RETURN(std::string text, ReadTextFile(path));
     return ParseCgroupCounter(text, path);
   }
+  bool HasKernelPeak() const { return Exists(PeakPath()); }
+  std::string PeakPath() const {
+    return dir_ + (version_ == CgroupVersion::kV2 ? "/memory.peak" : "/memory.max_usage_in_bytes");
+  }
   // nullopt when the kernel keeps no peak (v2 before 5.19).
   Result<std::optional<uint64_t>> ReadKernelPeak() {
-    const std::string path =
-        dir_ + (version_ == CgroupVersion::kV2 ? "/memory.peak" : "/memory.max_usage_in_bytes");
+    const std::string path = PeakPath();
     if (!Exists(path)) return std::optional<uint64_t>();
     DB_ASSIGN_OR_RETURN(std::string text, ReadTextFile(path));
     DB_ASSIGN_OR_RETURN(uint64_t peak, ParseCgroupCounter(text, path));
@@ -310,19 +313,32 @@ Result<CgroupRunResult> Run(const CgroupRunOptions& opts, const std::function<in
   r.cgroup_dir = cg->dir();
   r.limit_bytes = cg->limit_bytes();
   UniqueFd pidfd(PidfdOpen(pid));
+  // The runner shares the CPUs with what it measures: with a kernel peak file and a pidfd it
+  // sleeps until the child exits (or the timeout), instead of waking every poll interval.
+  const bool sample_peak = opts.always_sample_peak || !cg->HasKernelPeak();
   uint64_t sampled_peak = 0;
   for (;;) {
     pid_t w = ::waitpid(pid, &wstatus, WNOHANG);
     if (w == pid) break;
     if (w < 0 && errno != EINTR) return ErrnoStatus("wait for the child", errno);
-    if (auto usage = cg->ReadUsage(); usage.ok()) sampled_peak = std::max(sampled_peak, *usage);
+    if (sample_peak) {
+      if (auto usage = cg->ReadUsage(); usage.ok()) sampled_peak = std::max(sampled_peak, *usage);
+    }
     if (opts.timeout_ms != 0 && !r.timed_out && wall.ElapsedMillis() > double(opts.timeout_ms)) {
       r.timed_out = true;
       cg->KillAll();
     }
     if (pidfd.valid()) {
+      int wait_ms = static_cast<int>(opts.poll_interval_ms);
+      if (!sample_peak) {
+        wait_ms = -1;
+        if (opts.timeout_ms != 0 && !r.timed_out) {
+          double left_ms = double(opts.timeout_ms) - wall.ElapsedMillis();
+          wait_ms = std::max(1, static_cast<int>(std::min(left_ms + 1, 1e9)));
+        }
+      }
       struct pollfd p = {pidfd.get(), POLLIN, 0};
-      ::poll(&p, 1, static_cast<int>(opts.poll_interval_ms));
+      ::poll(&p, 1, wait_ms);
     } else {
       std::this_thread::sleep_for(std::chrono::milliseconds(opts.poll_interval_ms));
     }
@@ -335,6 +351,7 @@ Result<CgroupRunResult> Run(const CgroupRunOptions& opts, const std::function<in
   DB_ASSIGN_OR_RETURN(std::optional<uint64_t> kernel_peak, cg->ReadKernelPeak());
   r.peak_from_kernel = kernel_peak.has_value();
   r.peak_bytes = kernel_peak.value_or(sampled_peak);
+  r.sampled_peak_bytes = sampled_peak;
   DB_ASSIGN_OR_RETURN(CgroupOomCounters oom, cg->ReadOom());
   r.oom_kill_events = oom.oom_kill_events;
   r.oom_killed = oom.has_oom_kill ? oom.oom_kill_events > 0

@@ -41,6 +41,8 @@ struct CgroupRunOptions {
   // How often memory.current is sampled for the peak when the kernel has no peak file (v2
   // before 5.19); also the granularity of the timeout.
   uint32_t poll_interval_ms = 2;
+  // Sample memory.current even where the kernel keeps a peak (to check one against the other).
+  bool always_sample_peak = false;
   // Kill the run after this long; 0 = wait forever.
   uint64_t timeout_ms = 0;
 };
@@ -52,9 +54,10 @@ struct CgroupRunResult {
   bool oom_killed = false;
   uint64_t oom_kill_events = 0;  // the cgroup's OOM kill counter at the end
   bool timed_out = false;
-  uint64_t peak_bytes = 0;        // the cgroup's peak memory (page cache included)
-  bool peak_from_kernel = false;  // memory.peak / max_usage_in_bytes, not sampled
-  uint64_t limit_bytes = 0;       // the limit as the kernel reads it back
+  uint64_t peak_bytes = 0;          // the cgroup's peak memory (page cache included)
+  bool peak_from_kernel = false;    // memory.peak / max_usage_in_bytes, not sampled
+  uint64_t sampled_peak_bytes = 0;  // largest usage seen while polling; 0 when not sampled
+  uint64_t limit_bytes = 0;         // the limit as the kernel reads it back
   CgroupVersion version = CgroupVersion::kV2;
   std::string cgroup_dir;  // where the run's cgroup was (removed by now)
   double wall_ms = 0;      // from the child's release to its reaping

@@ -83,9 +83,8 @@ TEST(KvStoreTest, GrowsPastCapacityAcrossExtents) {
 }
 
 // Every transition, with data written through one path and read through the other.
-TEST(KvStoreTest, PathTransitionsStayCoherent) {
-  TempDir dir;
-  auto f = KvFixture::Create(dir.File("s.img"), 64 * kMiB, {.default_path = KvPath::kPage});
+void CheckPathTransitions(const std::string& store_path, uint64_t size_bytes) {
+  auto f = KvFixture::Create(store_path, size_bytes, {.default_path = KvPath::kPage});
   ASSERT_TRUE(f);
   std::mt19937_64 rng(9);
   KvStore& kv = f->kv();
@@ -125,6 +124,20 @@ TEST(KvStoreTest, PathTransitionsStayCoherent) {
   ExpectRange(kv, id, ref, 0, 0, 80);
   ExpectRange(kv, id, ref, 0, 7, 71);
   EXPECT_GT(kv.stats().fadvise_dontneed, 0u);
+  // And once more from disk only, after a restart.
+  ASSERT_TRUE(kv.Commit().ok());
+  ASSERT_TRUE(f->Reopen().ok());
+  ExpectRange(f->kv(), id, ref, 0, 0, 80);
+}
+
+TEST(KvStoreTest, PathTransitionsStayCoherentOnFile) {
+  TempDir dir;
+  CheckPathTransitions(dir.File("s.img"), 64 * kMiB);
+}
+
+TEST(KvStoreTest, PathTransitionsStayCoherentOnLoopDevice) {
+  DB_LOOP_DEVICE_OR_SKIP(loop, 64 * kMiB);
+  CheckPathTransitions(loop.device(), 0);
 }
 
 TEST(KvStoreTest, ReopenFindsCommittedSequencesOnly) {

@@ -232,7 +232,34 @@ bool ReadByte(int fd) {
 }
 
 // Forks a child that waits until it is inside the cgroup, then runs FN or execs ARGV.
-Result<CgroupRunResult> Run(const CgroupRunOptions& opts, const std::function<int()>* fn,
+// Writes all of TEXT to FD (the child's end of the report pipe).
+void WriteAll(int fd, const std::string& text) {
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    done += static_cast<size_t>(n);
+  }
+}
+
+// Appends whatever the non-blocking FD has to *out; true once it reached end of file.
+bool Drain(int fd, std::string* out) {
+  char buf[16384];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n > 0) {
+      out->append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    return n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+  }
+}
+
+using ChildMain = std::function<int(std::string* report)>;
+
+Result<CgroupRunResult> Run(const CgroupRunOptions& opts, const ChildMain* fn,
                             const std::vector<std::string>* argv) {
   if (opts.memory_limit_bytes == 0) {
     return Status::InvalidArgument("a cgroup run needs a memory limit above zero");
@@ -257,6 +284,12 @@ Result<CgroupRunResult> Run(const CgroupRunOptions& opts, const std::function<in
   UniqueFd go_read(go[0]), go_write(go[1]);
   if (::pipe2(exec_err, O_CLOEXEC) != 0) return ErrnoStatus("pipe", errno);
   UniqueFd err_read(exec_err[0]), err_write(exec_err[1]);
+  // The child's report travels over a pipe the parent drains while it waits: a report larger
+  // than the pipe buffer would otherwise block the child's exit forever.
+  int report[2];
+  if (::pipe2(report, O_CLOEXEC) != 0) return ErrnoStatus("pipe", errno);
+  UniqueFd report_read(report[0]), report_write(report[1]);
+  if (::fcntl(report[0], F_SETFL, O_NONBLOCK) != 0) return ErrnoStatus("fcntl O_NONBLOCK", errno);
 
   std::fflush(nullptr);  // or the child would flush the parent's buffered output a second time
   pid_t pid = ::fork();
@@ -266,9 +299,12 @@ Result<CgroupRunResult> Run(const CgroupRunOptions& opts, const std::function<in
     ::close(exec_err[0]);
     if (!ReadByte(go[0])) ::_exit(126);  // the parent could not move us: run nothing
     ::close(go[0]);
+    ::close(report[0]);
     if (fn != nullptr) {
-      int rc = (*fn)();
+      std::string text;
+      int rc = (*fn)(&text);
       std::fflush(nullptr);
+      WriteAll(report[1], text);
       ::_exit(rc & 0xff);
     }
     ::execvp(cargv[0], cargv.data());
@@ -279,6 +315,7 @@ Result<CgroupRunResult> Run(const CgroupRunOptions& opts, const std::function<in
   }
   go_read.Reset();
   err_write.Reset();
+  report_write.Reset();
   auto reap = [pid](int* status) {
     while (::waitpid(pid, status, 0) < 0 && errno == EINTR) {
     }
@@ -317,7 +354,9 @@ Result<CgroupRunResult> Run(const CgroupRunOptions& opts, const std::function<in
   // sleeps until the child exits (or the timeout), instead of waking every poll interval.
   const bool sample_peak = opts.always_sample_peak || !cg->HasKernelPeak();
   uint64_t sampled_peak = 0;
+  bool report_done = false;
   for (;;) {
+    if (!report_done) report_done = Drain(report_read.get(), &r.child_report);
     pid_t w = ::waitpid(pid, &wstatus, WNOHANG);
     if (w == pid) break;
     if (w < 0 && errno != EINTR) return ErrnoStatus("wait for the child", errno);
@@ -337,13 +376,16 @@ Result<CgroupRunResult> Run(const CgroupRunOptions& opts, const std::function<in
           wait_ms = std::max(1, static_cast<int>(std::min(left_ms + 1, 1e9)));
         }
       }
-      struct pollfd p = {pidfd.get(), POLLIN, 0};
-      ::poll(&p, 1, wait_ms);
+      struct pollfd p[2] = {{pidfd.get(), POLLIN, 0}, {report_read.get(), POLLIN, 0}};
+      ::poll(p, report_done ? 1 : 2, wait_ms);
     } else {
       std::this_thread::sleep_for(std::chrono::milliseconds(opts.poll_interval_ms));
     }
   }
   r.wall_ms = wall.ElapsedMillis();
+  // Whatever the child wrote before exiting is in the pipe; a grandchild may hold the write end
+  // open, so read what is there rather than wait for end of file.
+  if (!report_done) Drain(report_read.get(), &r.child_report);
   r.exited = WIFEXITED(wstatus);
   r.exit_code = r.exited ? WEXITSTATUS(wstatus) : -1;
   r.term_signal = WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0;
@@ -389,6 +431,12 @@ std::optional<std::string> CgroupRunnerUnavailableReason(const std::string& pare
 
 Result<CgroupRunResult> RunFunctionInMemoryCgroup(const CgroupRunOptions& opts,
                                                   const std::function<int()>& fn) {
+  const ChildMain main = [&fn](std::string*) { return fn(); };
+  return Run(opts, &main, nullptr);
+}
+
+Result<CgroupRunResult> RunFunctionInMemoryCgroupWithReport(
+    const CgroupRunOptions& opts, const std::function<int(std::string* report)>& fn) {
   return Run(opts, &fn, nullptr);
 }
 

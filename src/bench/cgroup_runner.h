@@ -59,8 +59,9 @@ struct CgroupRunResult {
   uint64_t sampled_peak_bytes = 0;  // largest usage seen while polling; 0 when not sampled
   uint64_t limit_bytes = 0;         // the limit as the kernel reads it back
   CgroupVersion version = CgroupVersion::kV2;
-  std::string cgroup_dir;  // where the run's cgroup was (removed by now)
-  double wall_ms = 0;      // from the child's release to its reaping
+  std::string cgroup_dir;    // where the run's cgroup was (removed by now)
+  double wall_ms = 0;        // from the child's release to its reaping
+  std::string child_report;  // what the function wrote to its report (WithReport only)
 
   std::string ToString() const;  // one line for logs and test failures
 };
@@ -75,6 +76,12 @@ std::optional<std::string> CgroupRunnerUnavailableReason(const std::string& pare
 // successful result that says so. The cgroup is removed on every path.
 Result<CgroupRunResult> RunFunctionInMemoryCgroup(const CgroupRunOptions& opts,
                                                   const std::function<int()>& fn);
+
+// Like RunFunctionInMemoryCgroup, for a function that measures something: what FN leaves in
+// *REPORT (JSON, say) reaches the parent over a pipe and lands in CgroupRunResult::child_report.
+// A child killed before FN returns (an OOM kill) delivers an empty report.
+Result<CgroupRunResult> RunFunctionInMemoryCgroupWithReport(
+    const CgroupRunOptions& opts, const std::function<int(std::string* report)>& fn);
 
 // Same, for a command (ARGV[0] looked up in PATH). NotFound/IOError naming the program when it
 // cannot be executed.

@@ -223,6 +223,28 @@ TEST(CgroupRunnerTest, MemoryMonitorInsideTheRunSeesTheRunsLimit) {
   EXPECT_EQ(r->exit_code, 0) << r->ToString();
 }
 
+TEST(CgroupRunnerTest, ReportsReachTheParentWhateverTheirSize) {
+  DB_CGROUP_RUNNER_OR_SKIP();
+  for (size_t bytes : {size_t{0}, size_t{100}, size_t{1} << 20}) {  // 1 MiB: many pipe buffers
+    auto r = RunFunctionInMemoryCgroupWithReport(Limit(64 * kMiB), [bytes](std::string* report) {
+      for (size_t i = 0; i < bytes; ++i) report->push_back(static_cast<char>('a' + i % 26));
+      return 0;
+    });
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->exit_code, 0);
+    ASSERT_EQ(r->child_report.size(), bytes);
+    for (size_t i = 0; i < bytes; i += 4099) ASSERT_EQ(r->child_report[i], 'a' + i % 26);
+  }
+  // An OOM-killed child reports nothing, and the parent does not wait for it.
+  auto oom = RunFunctionInMemoryCgroupWithReport(Limit(32 * kMiB), [](std::string* report) {
+    *report = "never sent";
+    return TouchAnon(256 * kMiB);
+  });
+  ASSERT_TRUE(oom.ok()) << oom.status().ToString();
+  EXPECT_TRUE(oom->oom_killed);
+  EXPECT_TRUE(oom->child_report.empty());
+}
+
 TEST(CgroupRunnerTest, BadOptionsAreRejected) {
   auto r = RunFunctionInMemoryCgroup(Limit(0), [] { return 0; });
   EXPECT_TRUE(r.status().IsInvalidArgument());

@@ -122,6 +122,20 @@ GgmlType VecDotType(GgmlType weight) {
   return GgmlType::kF32;
 }
 
+void QuantizeWeightRow(GgmlType type, const float* x, void* dst, int64_t n) {
+  switch (type) {
+    case GgmlType::kQ8_0: return QuantizeRowQ8_0Ref(x, dst, n);
+    case GgmlType::kQ4_0: return QuantizeRowQ4_0Ref(x, dst, n);
+    case GgmlType::kQ4_K: return QuantizeRowQ4_KRef(x, dst, n);
+    case GgmlType::kQ5_K: return QuantizeRowQ5_KRef(x, dst, n);
+    case GgmlType::kQ6_K: return QuantizeRowQ6_KRef(x, dst, n);
+    case GgmlType::kF16: return QuantizeRowF16(x, dst, n);
+    case GgmlType::kBF16: return QuantizeRowBF16(x, dst, n);
+    case GgmlType::kF32: return QuantizeRowF32(x, dst, n);
+    default: DB_CHECK_MSG(false, "QuantizeWeightRow: unsupported weight type");
+  }
+}
+
 void QuantizeActivationRow(GgmlType type, const float* x, void* dst, int64_t n) {
   switch (type) {
     case GgmlType::kQ8_0: return QuantizeRowQ8_0(x, dst, n);

@@ -13,6 +13,14 @@ namespace dualblade {
 // Weights. REQUIRES: n a multiple of 32.
 void QuantizeRowQ8_0Ref(const float* x, void* dst, int64_t n);  // roundf(x / (amax / 127))
 void QuantizeRowQ4_0Ref(const float* x, void* dst, int64_t n);  // d = max / -8, q = x/d + 8.5
+// K-quants (quantize_k.cc): per-sub-block least-squares fits, as llama-quantize does without an
+// importance matrix. REQUIRES: n a multiple of 256.
+void QuantizeRowQ4_KRef(const float* x, void* dst, int64_t n);
+void QuantizeRowQ5_KRef(const float* x, void* dst, int64_t n);
+void QuantizeRowQ6_KRef(const float* x, void* dst, int64_t n);
+// Weight quantization of a row to any supported weight type (the *Ref functions above, F16/BF16
+// conversion, or a copy for F32). REQUIRES: IsSupportedWeightType(type), n a block multiple.
+void QuantizeWeightRow(GgmlType type, const float* x, void* dst, int64_t n);
 
 // Activations.
 // Q8_0 as llama.cpp's x86 CPU backend rounds it: d = amax / 127, q = nearest-even(x * 127 / amax).

@@ -1,0 +1,415 @@
+#include "bench/trace_replay.h"
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <memory>
+
+#include "bench/device_stats.h"
+#include "common/clock.h"
+#include "common/units.h"
+#include "residency/residency_probe.h"
+#include "store/kv_store.h"
+#include "store/store.h"
+
+namespace dualblade {
+
+namespace {
+
+// The one-layer lookahead "auto" means until the adaptive pipeline exists: enough to overlap a
+// layer's reads with the previous layer's compute, at the staging cost of one more batch.
+constexpr int32_t kAutoPrefetchDepth = 1;
+// Staging one read batch may hold: 8 requests of 1 MiB in flight per batch keeps the device
+// queue deep while bounding the anonymous memory a tight budget must grant.
+constexpr uint64_t kReadStagingBytes = 8 * kMiB;
+constexpr uint64_t kWriteInflightBytes = 16 * kMiB;
+
+uint64_t Mix(uint64_t x) {  // splitmix64 finalizer
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// Row content of (layer, token, K or V): finite f16 values in [-2, -1] U [1, 2], so a reader
+// that treated them as numbers would see plausible activations.
+void FillRow(uint32_t layer, uint64_t token, int kv, uint64_t n_elems, uint16_t* out) {
+  uint64_t h = Mix((uint64_t{layer} << 40) ^ (token << 1) ^ static_cast<uint64_t>(kv));
+  for (uint64_t i = 0; i < n_elems; ++i) {
+    if (i % 4 == 0) h = Mix(h);
+    const auto bits = static_cast<uint16_t>(h >> (16 * (i % 4)));
+    out[i] = static_cast<uint16_t>(0x3C00 | (bits & 0x83FF));
+  }
+}
+
+// Busy CPU work standing in for a layer's attention and MLP: the core is really occupied, as it
+// would be, so the I/O path competes for CPU the way it would in inference.
+void BusyCompute(uint64_t us) {
+  if (us == 0) return;
+  Stopwatch sw;
+  volatile uint64_t sink = 0;
+  uint64_t x = 1;
+  while (sw.ElapsedNanos() < us * 1000) {
+    for (int i = 0; i < 256; ++i) x = Mix(x);
+    sink = x;
+  }
+  (void)sink;
+}
+
+store::KvPath ToStorePath(KvPath p) {
+  return p == KvPath::kPage ? store::KvPath::kPage : store::KvPath::kDirect;
+}
+
+// The replay's view of one layer: its chunks' paths as last set, and the inventory it feeds.
+struct LayerView {
+  std::vector<KvPath> paths;  // per chunk of capacity
+  uint64_t n_tokens = 0;
+};
+
+class Replay {
+ public:
+  explicit Replay(const TraceReplayOptions& o) : o_(o), s_(o.shape) {}
+  Result<TraceReplayResult> Run();
+
+ private:
+  Status Open();
+  Status SetPath(uint32_t layer, uint64_t begin, uint64_t end, KvPath path);
+  Status Replan();
+  Status Prefill();
+  Status DecodeStep(uint32_t step);
+  Status ProbeLayer(uint32_t layer);
+  Status Consume(uint32_t layer, const store::KvChunkView& v);
+  Status AppendRows(uint32_t layer, uint64_t token_begin, uint64_t n_tokens);
+
+  const TraceReplayOptions& o_;
+  const TraceShape& s_;
+  TraceReplayResult r_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<store::KvStore> kv_;
+  std::unique_ptr<MemoryMonitor> monitor_;
+  std::unique_ptr<PlacementPolicy> policy_;
+  std::optional<ResidencyProbe> probe_;
+  store::SeqId seq_ = 0;
+  std::vector<LayerView> layers_;
+  uint64_t chunk_bytes_ = 0;  // K and V parts of one chunk on disk
+  std::vector<uint16_t> k_rows_, v_rows_;
+  uint64_t consumed_tokens_ = 0;
+  double append_ms_ = 0;
+  std::vector<uint16_t> check_row_;
+  std::vector<double> stalls_;
+  double overlap_sum_ = 0;
+};
+
+Status Replay::Open() {
+  store::StoreOpenOptions so;
+  so.read_only = false;
+  DB_ASSIGN_OR_RETURN(store_, store::Store::Open(o_.store_path, so));
+  store::KvStoreOptions ko;
+  ko.verify_checksums = o_.verify_checksums;
+  ko.read_staging_bytes = kReadStagingBytes;
+  ko.write_inflight_bytes = kWriteInflightBytes;
+  ko.default_path = o_.placement.policy == KvPolicy::kPageCache ? store::KvPath::kPage
+                                                                 : store::KvPath::kDirect;
+  DB_ASSIGN_OR_RETURN(kv_, store::KvStore::Open(store_.get(), ko));
+  r_.engine = std::string(kv_->engine_name());
+  r_.device = store_->device().info().disk_name;
+
+  store::KvGeometry g;
+  g.n_layer = s_.n_layer;
+  g.n_head_kv = s_.n_head_kv;
+  g.head_dim = s_.n_embd_head;
+  g.type = store::KvType::kF16;
+  g.chunk_tokens = s_.chunk_tokens;
+  g.capacity_tokens = s_.n_ctx + s_.n_gen;
+  DB_ASSIGN_OR_RETURN(seq_, kv_->CreateSequence(g, "kv-trace"));
+  DB_ASSIGN_OR_RETURN(store::KvSequenceInfo info, kv_->Describe(seq_));
+  chunk_bytes_ = 2 * info.layout.chunk_part_bytes();
+  layers_.resize(s_.n_layer);
+  for (uint32_t l = 0; l < s_.n_layer; ++l)
+    layers_[l].paths.assign(info.capacity_tokens[l] / s_.chunk_tokens,
+                            o_.placement.policy == KvPolicy::kPageCache ? KvPath::kPage
+                                                                        : KvPath::kDirect);
+
+  MemoryMonitorOptions mo;
+  mo.budget_bytes = o_.budget_bytes;
+  DB_ASSIGN_OR_RETURN(monitor_, MemoryMonitor::OpenSystem(mo));
+  // What is not KV page cache: read staging per batch in flight (the store may pool twice as
+  // much), chunk writes in flight, the tails, and this replay's row buffers.
+  const uint64_t batches = static_cast<uint64_t>(r_.prefetch_depth) + 1;
+  monitor_->Reserve("kv-read-staging", 2 * batches * kReadStagingBytes);
+  monitor_->Reserve("kv-write-inflight", kWriteInflightBytes);
+  monitor_->Reserve("kv-tails", uint64_t{s_.n_layer} * chunk_bytes_);
+  monitor_->Reserve("trace-rows", 2 * s_.chunk_tokens * s_.row_bytes());
+  policy_ = std::make_unique<PlacementPolicy>(o_.placement);
+
+  auto probe = ResidencyProbe::Open(o_.store_path);
+  if (probe.ok()) probe_.emplace(std::move(probe).value());
+  k_rows_.resize(s_.chunk_tokens * s_.row_bytes() / 2);
+  v_rows_.resize(k_rows_.size());
+  return Status::OK();
+}
+
+Status Replay::SetPath(uint32_t layer, uint64_t begin, uint64_t end, KvPath path) {
+  if (begin >= end) return Status::OK();
+  DB_RETURN_IF_ERROR(kv_->SetChunkPath(seq_, layer, begin, end, ToStorePath(path)));
+  std::fill(layers_[layer].paths.begin() + static_cast<ptrdiff_t>(begin),
+            layers_[layer].paths.begin() + static_cast<ptrdiff_t>(end), path);
+  return Status::OK();
+}
+
+// Samples the monitor, asks the policy for a plan over every full chunk and applies its
+// transitions, coalesced into runs of adjacent chunks. Chunks not yet full (the tail and the
+// capacity beyond it) get the path the policy gives new chunks, so their writes go straight to
+// the path they will keep.
+Status Replay::Replan() {
+  DB_ASSIGN_OR_RETURN(MemoryReading reading, monitor_->Sample());
+  std::vector<ChunkInfo> inv;
+  for (uint32_t l = 0; l < s_.n_layer; ++l) {
+    const uint64_t full = layers_[l].n_tokens / s_.chunk_tokens;
+    for (uint64_t c = 0; c < full; ++c)
+      inv.push_back({seq_, l, static_cast<uint32_t>(c), chunk_bytes_, layers_[l].paths[c]});
+  }
+  PlacementPlan plan = policy_->Evaluate(inv, reading);
+  r_.page_set_bytes_max = std::max(r_.page_set_bytes_max, plan.page_bytes);
+  if (r_.kv_headroom_bytes_min == 0 || reading.kv_headroom_bytes < r_.kv_headroom_bytes_min)
+    r_.kv_headroom_bytes_min = reading.kv_headroom_bytes;
+  if (o_.placement.policy == KvPolicy::kDual && plan.page_bytes > reading.kv_headroom_bytes)
+    r_.page_within_headroom = false;
+  r_.path_transitions += plan.transitions.size();
+  for (size_t i = 0; i < plan.transitions.size();) {
+    const ChunkInfo& first = inv[plan.transitions[i].index];
+    size_t j = i + 1;
+    while (j < plan.transitions.size()) {
+      const ChunkInfo& c = inv[plan.transitions[j].index];
+      if (c.layer != first.layer || plan.transitions[j].to != plan.transitions[i].to ||
+          c.chunk != first.chunk + (j - i))
+        break;
+      ++j;
+    }
+    DB_RETURN_IF_ERROR(SetPath(first.layer, first.chunk, first.chunk + (j - i),
+                               plan.transitions[i].to));
+    i = j;
+  }
+  for (uint32_t l = 0; l < s_.n_layer; ++l) {
+    const uint64_t cap = layers_[l].paths.size();
+    uint64_t c = layers_[l].n_tokens / s_.chunk_tokens;
+    while (c < cap) {
+      const KvPath p = policy_->PathForNewChunk(static_cast<uint32_t>(c), chunk_bytes_, s_.n_layer);
+      uint64_t e = c + 1;
+      while (e < cap &&
+             policy_->PathForNewChunk(static_cast<uint32_t>(e), chunk_bytes_, s_.n_layer) == p)
+        ++e;
+      bool differs = false;
+      for (uint64_t x = c; x < e; ++x) differs |= layers_[l].paths[x] != p;
+      if (differs) DB_RETURN_IF_ERROR(SetPath(l, c, e, p));
+      c = e;
+    }
+  }
+  r_.page_budget_changes = policy_->budget_changes();
+  return Status::OK();
+}
+
+Status Replay::AppendRows(uint32_t layer, uint64_t token_begin, uint64_t n_tokens) {
+  const uint64_t elems = s_.row_bytes() / 2;
+  for (uint64_t t = 0; t < n_tokens; ++t) {
+    FillRow(layer, token_begin + t, 0, elems, k_rows_.data() + t * elems);
+    FillRow(layer, token_begin + t, 1, elems, v_rows_.data() + t * elems);
+  }
+  Stopwatch sw;
+  Status st = kv_->Append(seq_, layer, k_rows_.data(), v_rows_.data(), n_tokens);
+  append_ms_ += sw.ElapsedMillis();
+  layers_[layer].n_tokens += n_tokens;
+  return st;
+}
+
+Status Replay::Prefill() {
+  // Sized before the first write, so prefill writes every chunk on the path it will keep.
+  DB_RETURN_IF_ERROR(Replan());
+  append_ms_ = 0;
+  Stopwatch sw;
+  double generate_ms = 0;
+  for (uint32_t l = 0; l < s_.n_layer; ++l) {
+    BusyCompute(o_.compute_us_per_layer);
+    for (uint64_t t = 0; t < s_.n_ctx; t += s_.chunk_tokens) {
+      const double before = append_ms_;
+      Stopwatch gen;
+      DB_RETURN_IF_ERROR(AppendRows(l, t, std::min<uint64_t>(s_.chunk_tokens, s_.n_ctx - t)));
+      generate_ms += gen.ElapsedMillis() - (append_ms_ - before);
+    }
+  }
+  DB_RETURN_IF_ERROR(kv_->Flush());
+  // Generating the rows is the test's own work, not the store's.
+  r_.prefill_ms = sw.ElapsedMillis() - generate_ms;
+  return Status::OK();
+}
+
+// Measures how much of LAYER's PAGE chunks is in the page cache right before they are read: the
+// hit ratio measured, not inferred from timings.
+Status Replay::ProbeLayer(uint32_t layer) {
+  if (!probe_) return Status::OK();
+  const uint64_t full = layers_[layer].n_tokens / s_.chunk_tokens;
+  uint64_t run_off = 0, run_len = 0;
+  auto flush_run = [&]() -> Status {
+    if (run_len == 0) return Status::OK();
+    DB_ASSIGN_OR_RETURN(PageCacheResidency res, probe_->Probe(run_off, run_len));
+    r_.probed_page_bytes += res.length_bytes;
+    r_.resident_page_bytes += res.resident_bytes;
+    run_len = 0;
+    return Status::OK();
+  };
+  for (int part = 0; part < 2; ++part) {
+    for (uint64_t c = 0; c < full; ++c) {
+      if (layers_[layer].paths[c] != KvPath::kPage) continue;
+      DB_ASSIGN_OR_RETURN(store::KvChunkLocation loc, kv_->ChunkLocation(seq_, layer, c));
+      const uint64_t off = part == 0 ? loc.k_offset_bytes : loc.v_offset_bytes;
+      if (run_len > 0 && run_off + run_len == off) {
+        run_len += loc.part_bytes;
+        continue;
+      }
+      DB_RETURN_IF_ERROR(flush_run());
+      run_off = off;
+      run_len = loc.part_bytes;
+    }
+    DB_RETURN_IF_ERROR(flush_run());
+  }
+  return Status::OK();
+}
+
+// Checks the first row of every delivered chunk against the generator (a path that returned
+// stale or misplaced data fails the run) and counts what arrived.
+Status Replay::Consume(uint32_t layer, const store::KvChunkView& v) {
+  if (v.n_tokens == 0) return Status::OK();
+  const uint64_t elems = s_.row_bytes() / 2;
+  std::vector<uint16_t>& want = check_row_;
+  want.resize(elems);
+  FillRow(layer, v.token_begin, 0, elems, want.data());
+  bool ok = std::memcmp(want.data(), v.k, s_.row_bytes()) == 0;
+  FillRow(layer, v.token_begin, 1, elems, want.data());
+  ok = ok && std::memcmp(want.data(), v.v, s_.row_bytes()) == 0;
+  if (!ok)
+    return Status::Corruption("layer " + std::to_string(layer) + " token " +
+                              std::to_string(v.token_begin) + " read back different rows (" +
+                              store::KvSourceName(v.source) + " path)");
+  consumed_tokens_ += v.n_tokens;
+  return Status::OK();
+}
+
+// One decode step: layer by layer, wait for the layer's chunks (reads for the next
+// prefetch_depth layers already in flight), compute, append the new token's row.
+Status Replay::DecodeStep(uint32_t step) {
+  DB_RETURN_IF_ERROR(Replan());
+  const uint32_t depth = r_.prefetch_depth;
+  std::deque<std::unique_ptr<store::KvReadBatch>> batches;
+  uint32_t started = 0;
+  double stall_ms = 0, compute_ms = 0;
+  Status cb_status;
+  Stopwatch sw;
+  for (uint32_t l = 0; l < s_.n_layer; ++l) {
+    while (started < s_.n_layer && started <= l + depth) {
+      DB_RETURN_IF_ERROR(ProbeLayer(started));
+      store::KvRange range{seq_, started, 0, layers_[started].n_tokens};
+      DB_ASSIGN_OR_RETURN(std::unique_ptr<store::KvReadBatch> b,
+                          kv_->StartRead(std::span<const store::KvRange>(&range, 1)));
+      batches.push_back(std::move(b));
+      ++started;
+    }
+    consumed_tokens_ = 0;
+    Stopwatch wait;
+    store::KvReadBatch* b = batches.front().get();
+    while (!b->done()) {
+      DB_ASSIGN_OR_RETURN(size_t n, b->Poll(/*wait=*/true, [&](const store::KvChunkView& v) {
+        if (cb_status.ok()) cb_status = Consume(l, v);
+      }));
+      (void)n;
+      DB_RETURN_IF_ERROR(cb_status);
+    }
+    stall_ms += wait.ElapsedMillis();
+    batches.pop_front();
+    if (consumed_tokens_ != layers_[l].n_tokens)
+      return Status::Corruption("step " + std::to_string(step) + " layer " + std::to_string(l) +
+                                ": read " + std::to_string(consumed_tokens_) + " of " +
+                                std::to_string(layers_[l].n_tokens) + " tokens");
+    Stopwatch compute;
+    BusyCompute(o_.compute_us_per_layer);
+    compute_ms += compute.ElapsedMillis();
+    DB_RETURN_IF_ERROR(AppendRows(l, layers_[l].n_tokens, 1));
+  }
+  const double step_ms = sw.ElapsedMillis();
+  r_.decode_step_ms.push_back(step_ms);
+  stalls_.push_back(stall_ms);
+  overlap_sum_ += step_ms > 0 ? compute_ms / step_ms : 0;
+  return Status::OK();
+}
+
+Result<TraceReplayResult> Replay::Run() {
+  DB_RETURN_IF_ERROR(s_.Validate());
+  r_.policy = KvPolicyName(o_.placement.policy);
+  r_.budget_bytes = o_.budget_bytes;
+  if (o_.placement.policy == KvPolicy::kMemory)
+    return Status::NotSupported("the memory policy needs the model engine's in-memory KV cache; "
+                                "the trace replays the store's paths only");
+  r_.prefetch_depth = static_cast<uint32_t>(
+      o_.prefetch_depth == TraceReplayOptions::kAutoPrefetch ? kAutoPrefetchDepth
+                                                              : std::max(o_.prefetch_depth, 0));
+  DB_RETURN_IF_ERROR(Open());
+  DB_RETURN_IF_ERROR(Prefill());
+  const store::KvStoreStats before = kv_->stats();
+  Result<BlockDeviceStat> dev_before = ReadBlockDeviceStat(r_.device);
+  Stopwatch decode;
+  for (uint32_t step = 0; step < s_.n_gen; ++step) DB_RETURN_IF_ERROR(DecodeStep(step));
+  r_.decode_total_ms = decode.ElapsedMillis();
+  Result<BlockDeviceStat> dev_after = ReadBlockDeviceStat(r_.device);
+  if (dev_before.ok() && dev_after.ok()) {
+    BlockDeviceDelta d = DiffBlockDeviceStat(*dev_before, *dev_after);
+    r_.device_read_bytes = d.read_bytes;
+    r_.device_busy_ms = d.busy_ms;
+  }
+  const store::KvStoreStats& after = kv_->stats();
+  r_.read_bytes_page = after.read_bytes_page - before.read_bytes_page;
+  r_.read_bytes_direct = after.read_bytes_direct - before.read_bytes_direct;
+  r_.read_bytes_memory = after.read_bytes_memory - before.read_bytes_memory;
+  r_.write_bytes_page = after.write_bytes_page;
+  r_.write_bytes_direct = after.write_bytes_direct;
+  r_.checksum_ms = static_cast<double>(after.checksum_ns) * 1e-6;
+  r_.decode_step_ms_p50 = Percentile(r_.decode_step_ms, 0.5);
+  r_.decode_step_ms_p99 = Percentile(r_.decode_step_ms, 0.99);
+  r_.stall_ms = Percentile(stalls_, 0.5);
+  r_.overlap_efficiency = s_.n_gen > 0 ? overlap_sum_ / s_.n_gen : 0;
+  r_.pagecache_hit_ratio =
+      r_.probed_page_bytes > 0
+          ? static_cast<double>(r_.resident_page_bytes) / static_cast<double>(r_.probed_page_bytes)
+          : 0;
+  return r_;
+}
+
+}  // namespace
+
+Status TraceShape::Validate() const {
+  auto bad = [](const char* what) {
+    return Status::InvalidArgument(std::string(what) + " must be at least 1");
+  };
+  if (n_layer == 0) return bad("--layers");
+  if (n_head_kv == 0) return bad("--kv-heads");
+  if (n_embd_head == 0) return bad("--head-dim");
+  if (n_ctx == 0) return bad("--ctx");
+  if (chunk_tokens == 0) return bad("--chunk-tokens");
+  if (n_layer > 4096 || n_head_kv > 4096 || n_embd_head > 4096 || n_ctx > (uint64_t{1} << 32) ||
+      chunk_tokens > 65536)
+    return Status::InvalidArgument("the trace shape is implausibly large");
+  return Status::OK();
+}
+
+double Percentile(std::vector<double> values, double q) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const double rank = q * static_cast<double>(values.size());
+  size_t idx = rank <= 1 ? 0 : static_cast<size_t>(rank + 0.999999) - 1;
+  return values[std::min(idx, values.size() - 1)];
+}
+
+Result<TraceReplayResult> RunTraceReplay(const TraceReplayOptions& opts) {
+  Replay replay(opts);
+  return replay.Run();
+}
+
+}  // namespace dualblade

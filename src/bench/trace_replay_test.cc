@@ -1,0 +1,143 @@
+#include "bench/trace_replay.h"
+
+#include <gtest/gtest.h>
+
+#include "common/units.h"
+#include "store/store.h"
+#include "testing/test_env.h"
+
+namespace dualblade {
+namespace {
+
+// 2 layers x 1000 tokens of 256-byte rows (2 heads of 64, f16) in 64-token chunks: about 1 MB
+// of KV, a few milliseconds per run.
+TraceReplayOptions Small(const std::string& store, KvPolicy policy, uint64_t budget_bytes) {
+  TraceReplayOptions o;
+  o.shape.n_layer = 2;
+  o.shape.n_head_kv = 2;
+  o.shape.n_embd_head = 64;
+  o.shape.n_ctx = 1000;
+  o.shape.n_gen = 5;
+  o.shape.chunk_tokens = 64;
+  o.store_path = store;
+  o.placement.policy = policy;
+  o.budget_bytes = budget_bytes;
+  o.verify_checksums = true;
+  return o;
+}
+
+class TraceReplayTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    store::FormatOptions fo;
+    fo.size_bytes = 64 * kMiB;
+    auto sb = store::Store::Format(path_, fo);
+    ASSERT_TRUE(sb.ok()) << sb.status().ToString();
+  }
+  testing::TempDir dir_;
+  std::string path_ = dir_.File("trace.store");
+};
+
+// Rows a decode step reads over both layers: the context so far (the first step reads n_ctx).
+uint64_t ExpectedDecodeRowBytes(const TraceShape& s) {
+  uint64_t tokens = 0;
+  for (uint32_t step = 0; step < s.n_gen; ++step) tokens += s.n_ctx + step;
+  return 2 * tokens * s.row_bytes() * s.n_layer;
+}
+
+TEST_F(TraceReplayTest, EveryPolicyReadsEveryRowBackOnItsOwnPath) {
+  for (KvPolicy p : {KvPolicy::kPageCache, KvPolicy::kDirect, KvPolicy::kDual}) {
+    // A generous budget: dual fits everything in the page cache.
+    auto r = RunTraceReplay(Small(path_, p, 0));
+    ASSERT_TRUE(r.ok()) << KvPolicyName(p) << ": " << r.status().ToString();
+    EXPECT_EQ(r->policy, KvPolicyName(p));
+    ASSERT_EQ(r->decode_step_ms.size(), 5u);
+    EXPECT_GT(r->prefill_ms, 0);
+    EXPECT_LE(r->decode_step_ms_p50, r->decode_step_ms_p99);
+    const TraceShape s = Small(path_, p, 0).shape;
+    // Every row of every step arrived (full chunks from disk, the tail from memory).
+    EXPECT_EQ(r->read_bytes_page + r->read_bytes_direct + r->read_bytes_memory,
+              ExpectedDecodeRowBytes(s))
+        << KvPolicyName(p);
+    if (p == KvPolicy::kDirect) {
+      EXPECT_EQ(r->read_bytes_page, 0u);
+      EXPECT_EQ(r->write_bytes_page, 0u);
+      EXPECT_EQ(r->probed_page_bytes, 0u);
+    } else {
+      EXPECT_EQ(r->read_bytes_direct, 0u) << KvPolicyName(p);
+      EXPECT_GT(r->probed_page_bytes, 0u);
+      // Written buffered moments ago, in a process without a cgroup limit: resident.
+      EXPECT_GT(r->pagecache_hit_ratio, 0.9) << KvPolicyName(p);
+    }
+    EXPECT_TRUE(r->page_within_headroom);
+  }
+}
+
+TEST_F(TraceReplayTest, DualWithNoHeadroomReadsEverythingDirect) {
+  // A 16 MiB budget is all taken by the declared staging: headroom 0, no PAGE chunk.
+  auto r = RunTraceReplay(Small(path_, KvPolicy::kDual, 16 * kMiB));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->kv_headroom_bytes_min, 0u);
+  EXPECT_EQ(r->page_set_bytes_max, 0u);
+  EXPECT_EQ(r->read_bytes_page, 0u);
+  EXPECT_EQ(r->write_bytes_page, 0u);
+  EXPECT_GT(r->read_bytes_direct, 0u);
+  EXPECT_TRUE(r->page_within_headroom);
+}
+
+TEST_F(TraceReplayTest, PrefetchDepthIsReportedAndChangesNothingRead) {
+  auto o = Small(path_, KvPolicy::kDirect, 0);
+  o.prefetch_depth = TraceReplayOptions::kAutoPrefetch;
+  o.compute_us_per_layer = 200;
+  auto r = RunTraceReplay(o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->prefetch_depth, 1u);
+  EXPECT_EQ(r->read_bytes_direct + r->read_bytes_memory, ExpectedDecodeRowBytes(o.shape));
+  EXPECT_GT(r->overlap_efficiency, 0);
+  EXPECT_LE(r->overlap_efficiency, 1.0);
+  // Two layers of 200 us busy compute per step at least.
+  EXPECT_GE(r->decode_step_ms_p50, 0.4);
+}
+
+TEST_F(TraceReplayTest, BadShapesAndTheMemoryPolicyAreClearErrors) {
+  auto o = Small(path_, KvPolicy::kDual, 0);
+  o.shape.n_layer = 0;
+  auto r = RunTraceReplay(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("--layers"), std::string::npos);
+  auto m = RunTraceReplay(Small(path_, KvPolicy::kMemory, 0));
+  ASSERT_FALSE(m.ok());
+  EXPECT_TRUE(m.status().IsNotSupported());
+  auto missing = RunTraceReplay(Small(dir_.File("nope"), KvPolicy::kDual, 0));
+  EXPECT_FALSE(missing.ok());
+}
+
+TEST(TraceReplayResultTest, JsonRoundTripsEveryField) {
+  TraceReplayResult r;
+  r.policy = "dual";
+  r.budget_bytes = 128 * kMiB;
+  r.decode_step_ms = {1.5, 2.5};
+  r.read_bytes_direct = 12345;
+  r.page_within_headroom = false;
+  r.device = "vda";
+  auto back = TraceReplayResultFromJson(TraceReplayResultToJson(r));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->policy, "dual");
+  EXPECT_EQ(back->budget_bytes, 128 * kMiB);
+  EXPECT_EQ(back->decode_step_ms, r.decode_step_ms);
+  EXPECT_EQ(back->read_bytes_direct, 12345u);
+  EXPECT_FALSE(back->page_within_headroom);
+  EXPECT_TRUE(TraceReplayResultFromJson("{}").status().IsCorruption());
+  EXPECT_TRUE(TraceReplayResultFromJson("not json").status().IsCorruption());
+}
+
+TEST(PercentileTest, NearestRank) {
+  EXPECT_EQ(Percentile({}, 0.5), 0);
+  EXPECT_EQ(Percentile({3, 1, 2}, 0.5), 2);
+  EXPECT_EQ(Percentile({1, 2, 3, 4}, 0.5), 2);
+  EXPECT_EQ(Percentile({1, 2, 3, 4}, 0.99), 4);
+  EXPECT_EQ(Percentile({7}, 0.99), 7);
+}
+
+}  // namespace
+}  // namespace dualblade

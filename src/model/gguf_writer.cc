@@ -119,6 +119,10 @@ Status GgufWriter::AddTensorImpl(std::string_view name, GgmlType type, std::vect
   for (const Tensor& t : tensors_) {
     if (t.name == name) return Status::InvalidArgument(who + " added twice");
   }
+  // ggml keeps tensor names in a 64-byte buffer (GGML_MAX_NAME) and refuses longer ones.
+  if (name.empty() || name.size() >= 64) {
+    return Status::InvalidArgument(who + " name must be 1 to 63 bytes long");
+  }
   const GgmlTypeTraits* traits = GgmlTypeInfo(type);
   if (traits == nullptr) return Status::InvalidArgument(who + " has an unknown type");
   if (ne.empty() || ne.size() > 4) {

@@ -66,7 +66,8 @@ class GgufWriter {
   void SetAlignment(uint32_t alignment_bytes);
 
   // Adds a tensor of shape ne (ne[0] contiguous, 1 to 4 dimensions). InvalidArgument for a
-  // duplicate name, a bad shape, a row length that is not a multiple of the type's block, or
+  // duplicate name, a name of 64 bytes or more (ggml's limit), a bad shape, a row length that
+  // is not a multiple of the type's block, or
   // (first overload) data whose size does not match.
   Status AddTensor(std::string_view name, GgmlType type, std::vector<int64_t> ne,
                    std::vector<uint8_t> data);

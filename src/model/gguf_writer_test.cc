@@ -155,6 +155,8 @@ TEST(GgufWriterTest, RejectsBadTensors) {
   EXPECT_TRUE(w.AddTensor("x", GgmlType::kQ8_0, {31}, std::vector<uint8_t>(34)).IsInvalidArgument());
   EXPECT_TRUE(w.AddTensor("x", GgmlType::kF32, {4}, std::vector<uint8_t>(15)).IsInvalidArgument());
   EXPECT_TRUE(w.AddTensor("x", GgmlType::kF32, {}, std::vector<uint8_t>()).IsInvalidArgument());
+  EXPECT_TRUE(w.AddTensor(std::string(64, 'n'), GgmlType::kF32, {1}, std::vector<uint8_t>(4))
+                  .IsInvalidArgument());
   EXPECT_TRUE(w.AddTensor("x", GgmlType::kF32, {1}, std::vector<uint8_t>(4)).ok());
   EXPECT_TRUE(w.AddTensor("x", GgmlType::kF32, {1}, std::vector<uint8_t>(4)).IsInvalidArgument());
 }

@@ -15,6 +15,12 @@
 // counting anything twice. File-backed reserves (mmapped weights) are page cache too, so the
 // measured figures cannot tell them from KV: only the declaration can.
 //
+// "Measured" means the cgroup's figures when a finite cgroup limit confines the process (a
+// container, a benchmark run: what the kernel enforces), else the process's own (statm), since
+// an unlimited cgroup is usually shared with others. Sampling is two-tier: everything at most
+// every full_sample_interval_ns, only the limit and usage counters in between (see the bench in
+// bench/memory_monitor_bench.cc for the cost of each).
+//
 // Thread-safety: Reserve/Release may be called from any thread; Sample() from one thread at a
 // time (it owns the source).
 #pragma once

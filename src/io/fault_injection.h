@@ -76,6 +76,9 @@ class FaultInjectingIoEngine final : public IoEngine {
   }
   size_t outstanding() const override { return inner_->outstanding(); }
   std::string_view name() const override { return inner_->name(); }
+  bool RegisterBuffer(uint8_t* buf, uint64_t len_bytes) override {
+    return inner_->RegisterBuffer(buf, len_bytes);
+  }
   const IoEngineOptions& options() const override { return inner_->options(); }
 
   FaultInjector& injector() { return *injector_; }

@@ -88,6 +88,14 @@ class IoEngine {
   // "io_uring" or "threadpool".
   virtual std::string_view name() const = 0;
 
+  // Optional: registers [buf, buf + len_bytes) so that requests whose buffers lie wholly inside it
+  // skip pinning their pages on every request (io_uring fixed buffers). Returns true when the
+  // engine will use it; false, not an error, when it cannot (the thread-pool engine, a kernel or
+  // memlock limit that refuses, a region over 1 GiB, all 16 slots taken). The memory must stay
+  // mapped until the engine is destroyed.
+  // REQUIRES: outstanding() == 0.
+  virtual bool RegisterBuffer(uint8_t* /*buf*/, uint64_t /*len_bytes*/) { return false; }
+
   virtual const IoEngineOptions& options() const = 0;
 
   // Convenience: runs every request to completion, keeping the queue full. Returns the first

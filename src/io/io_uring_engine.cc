@@ -15,6 +15,7 @@
 // queue) cannot overflow. A failed piece stops the carving of its request; pieces already in flight
 // finish, and the request carries the first error.
 #include <liburing.h>
+#include <sys/uio.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -110,6 +111,30 @@ class IoUringEngine final : public IoEngine {
     }
   }
 
+  bool RegisterBuffer(uint8_t* buf, uint64_t len_bytes) override {
+    DB_CHECK_MSG(outstanding_ == 0, "RegisterBuffer with requests outstanding");
+    // The kernel takes at most 1 GiB per registered buffer.
+    if (buf == nullptr || len_bytes == 0 || len_bytes > kMaxRegisteredBytes ||
+        buffers_.size() >= kMaxRegisteredBuffers)
+      return false;
+    // The table is replaced as a whole: the ring is idle, so nothing uses the old one.
+    std::vector<iovec> next = buffers_;
+    next.push_back({buf, static_cast<size_t>(len_bytes)});
+    if (!buffers_.empty()) io_uring_unregister_buffers(&ring_);
+    int r = io_uring_register_buffers(&ring_, next.data(), static_cast<unsigned>(next.size()));
+    if (r == 0) {
+      buffers_ = std::move(next);
+      return true;
+    }
+    DB_LOG_DEBUG("io_uring_register_buffers failed (%s); requests pin their pages instead",
+                 std::strerror(-r));
+    if (!buffers_.empty() &&
+        io_uring_register_buffers(&ring_, buffers_.data(),
+                                  static_cast<unsigned>(buffers_.size())) != 0)
+      buffers_.clear();
+    return false;
+  }
+
   size_t outstanding() const override { return outstanding_; }
   std::string_view name() const override { return "io_uring"; }
   const IoEngineOptions& options() const override { return opts_; }
@@ -165,15 +190,34 @@ class IoUringEngine final : public IoEngine {
     const int fd = fixed_files_ ? (direct ? 0 : 1) : DescriptorFor(*dev_, *sl.req);
     const uint64_t off = sl.offset_bytes + sl.done_bytes;
     const unsigned len = static_cast<unsigned>(sl.len_bytes - sl.done_bytes);
+    uint8_t* buf = sl.buf + sl.done_bytes;
+    const int index = RegisteredIndex(buf, len);
     if (sl.req->op == IoOp::kRead) {
-      io_uring_prep_read(sqe, fd, sl.buf + sl.done_bytes, len, off);
+      if (index >= 0) {
+        io_uring_prep_read_fixed(sqe, fd, buf, len, off, index);
+      } else {
+        io_uring_prep_read(sqe, fd, buf, len, off);
+      }
     } else {
-      io_uring_prep_write(sqe, fd, sl.buf + sl.done_bytes, len, off);
+      if (index >= 0) {
+        io_uring_prep_write_fixed(sqe, fd, buf, len, off, index);
+      } else {
+        io_uring_prep_write(sqe, fd, buf, len, off);
+      }
     }
     if (fixed_files_) sqe->flags |= IOSQE_FIXED_FILE;
     io_uring_sqe_set_data64(sqe, s);
     ++prepared_;
     return true;
+  }
+
+  // Index of the registered buffer holding [buf, buf + len) wholly, or -1.
+  int RegisteredIndex(const uint8_t* buf, uint64_t len) const {
+    for (size_t i = 0; i < buffers_.size(); ++i) {
+      const auto* base = static_cast<const uint8_t*>(buffers_[i].iov_base);
+      if (buf >= base && buf + len <= base + buffers_[i].iov_len) return static_cast<int>(i);
+    }
+    return -1;
   }
 
   // Reaps every completion already posted, without waiting.
@@ -241,6 +285,10 @@ class IoUringEngine final : public IoEngine {
   bool ring_ok_ = false;
   bool fixed_files_ = false;
   Status broken_;
+
+  static constexpr uint64_t kMaxRegisteredBytes = 1ull << 30;
+  static constexpr size_t kMaxRegisteredBuffers = 16;
+  std::vector<iovec> buffers_;       // registered with the ring, in index order
 
   std::vector<Slot> slots_;          // queue_depth entries
   std::vector<uint32_t> free_slots_;

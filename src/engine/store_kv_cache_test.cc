@@ -1,0 +1,115 @@
+#include "engine/store_kv_cache.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+#include <vector>
+
+#include "common/units.h"
+#include "testing/test_env.h"
+
+namespace dualblade::engine {
+namespace {
+
+// Rows [token_begin, token_end) of a layer gathered from ReadChunks, K then V, in token order.
+std::pair<std::vector<uint8_t>, std::vector<uint8_t>> Gather(KvCache& kv, int layer, int64_t t0,
+                                                             int64_t t1) {
+  const size_t row = kv.geometry().row_bytes();
+  std::vector<uint8_t> k((t1 - t0) * row, 0xee), v((t1 - t0) * row, 0xee);
+  std::vector<int> seen(t1 - t0, 0);
+  Status st = kv.ReadChunks(layer, t0, t1, [&](int64_t chunk, int64_t begin, int n,
+                                               const void* kp, const void* vp) {
+    EXPECT_EQ(begin / kv.geometry().chunk_tokens, chunk);
+    std::memcpy(k.data() + (begin - t0) * row, kp, n * row);
+    std::memcpy(v.data() + (begin - t0) * row, vp, n * row);
+    for (int i = 0; i < n; ++i) ++seen[begin - t0 + i];
+  });
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  for (int s : seen) EXPECT_EQ(s, 1);
+  return {k, v};
+}
+
+void SameAsMemory(const std::string& policy, compute::KvElemType type, uint64_t seed) {
+  SCOPED_TRACE(policy + " seed " + std::to_string(seed));
+  testing::TempDir dir;
+  const std::string path = dir.File("kv.img");
+  ASSERT_TRUE(store::Store::Format(path, {.size_bytes = 64 * kMiB}).ok());
+  KvGeometry g;
+  g.n_layer = 3;
+  g.n_head_kv = 2;
+  g.head_dim = 16;
+  g.chunk_tokens = 32;
+  g.type = type;
+  g.n_ctx = 300;
+  auto mem = NewMemoryKvCache(g);
+  Result<std::unique_ptr<StoreKvCache>> disk =
+      StoreKvCache::Open(path, g, {.policy = policy, .model_identity = "test",
+                                   .drop_on_close = true, .verify_checksums = true});
+  ASSERT_TRUE(disk.ok()) << disk.status().ToString();
+  EXPECT_EQ((*disk)->policy_name(), policy);
+  std::mt19937_64 rng(seed);
+  const size_t row = g.row_bytes();
+  for (int step = 0; step < 200; ++step) {
+    const int layer = static_cast<int>(rng() % g.n_layer);
+    const int64_t n = mem->n_tokens(layer);
+    if (rng() % 2 == 0) {
+      int add = 1 + static_cast<int>(rng() % 40);
+      std::vector<uint8_t> k(add * row), v(add * row);
+      for (auto& b : k) b = static_cast<uint8_t>(rng());
+      for (auto& b : v) b = static_cast<uint8_t>(rng());
+      Status a = mem->Append(layer, k.data(), v.data(), add);
+      Status b = (*disk)->Append(layer, k.data(), v.data(), add);
+      ASSERT_EQ(a.code(), b.code()) << b.ToString();
+    } else if (n > 0) {
+      const int64_t t0 = static_cast<int64_t>(rng() % n);
+      const int64_t t1 = t0 + 1 + static_cast<int64_t>(rng() % (n - t0));
+      ASSERT_EQ(Gather(*mem, layer, t0, t1), Gather(**disk, layer, t0, t1));
+    }
+    ASSERT_EQ(mem->n_tokens(layer), (*disk)->n_tokens(layer));
+  }
+  const KvStats st = (*disk)->stats();
+  const uint64_t disk_reads = policy == "pagecache" ? st.read_bytes_page : st.read_bytes_direct;
+  const uint64_t other = policy == "pagecache" ? st.read_bytes_direct : st.read_bytes_page;
+  EXPECT_GT(disk_reads, 0u);
+  EXPECT_EQ(other, 0u);
+  EXPECT_GT(st.read_bytes_memory, 0u);
+  EXPECT_EQ(st.read_bytes_page + st.read_bytes_direct + st.read_bytes_memory,
+            mem->stats().read_bytes_memory);
+  EXPECT_GT(policy == "pagecache" ? st.write_bytes_page : st.write_bytes_direct, 0u);
+}
+
+TEST(StoreKvCacheTest, PageCachePolicyMatchesMemory) {
+  SameAsMemory("pagecache", compute::KvElemType::kF16, 1);
+  SameAsMemory("pagecache", compute::KvElemType::kF32, 2);
+}
+
+TEST(StoreKvCacheTest, DirectPolicyMatchesMemory) {
+  SameAsMemory("direct", compute::KvElemType::kF16, 3);
+  SameAsMemory("direct", compute::KvElemType::kF32, 4);
+}
+
+TEST(StoreKvCacheTest, ClearErrors) {
+  testing::TempDir dir;
+  const std::string path = dir.File("kv.img");
+  ASSERT_TRUE(store::Store::Format(path, {.size_bytes = 16 * kMiB}).ok());
+  KvGeometry g;
+  g.n_layer = 2;
+  g.n_head_kv = 2;
+  g.head_dim = 16;
+  g.n_ctx = 64;
+  StoreKvCacheOptions memory_policy;
+  memory_policy.policy = "memory";
+  EXPECT_TRUE(StoreKvCache::Open(path, g, memory_policy).status().IsInvalidArgument());
+  EXPECT_TRUE(StoreKvCache::Open(dir.File("missing"), g, {}).status().IsNotFound());
+  KvGeometry huge = g;
+  huge.n_ctx = 1 << 24;  // far more than 16 MiB
+  EXPECT_TRUE(StoreKvCache::Open(path, huge, {}).status().IsNoSpace());
+  auto kv = StoreKvCache::Open(path, g, {});
+  ASSERT_TRUE(kv.ok()) << kv.status().ToString();
+  std::vector<float> rows(65 * g.row_elems());
+  EXPECT_TRUE((*kv)->Append(0, rows.data(), rows.data(), 65).IsNoSpace());
+  EXPECT_EQ((*kv)->n_tokens(0), 0);
+}
+
+}  // namespace
+}  // namespace dualblade::engine

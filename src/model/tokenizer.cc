@@ -135,7 +135,10 @@ Status Tokenizer::Init(const Vocab& v) {
     TokenId* id;
   } kIds[] = {{v.bos_id, &bos_id_}, {v.eos_id, &eos_id_}, {v.eot_id, &eot_id_},
               {v.eom_id, &eom_id_}, {v.unk_id, &unk_id_}, {v.sep_id, &sep_id_},
-              {v.pad_id, &pad_id_}, {v.mask_id, &mask_id_}};
+              {v.pad_id, &pad_id_}, {v.mask_id, &mask_id_}, {v.fim_pre_id, &fim_pre_id_},
+              {v.fim_suf_id, &fim_suf_id_}, {v.fim_mid_id, &fim_mid_id_},
+              {v.fim_pad_id, &fim_pad_id_}, {v.fim_rep_id, &fim_rep_id_},
+              {v.fim_sep_id, &fim_sep_id_}};
   for (const auto& k : kIds) {
     if (*k.id >= 0 && static_cast<size_t>(*k.id) >= n) *k.id = kNoToken;
     if (k.stored && *k.stored < n) *k.id = static_cast<TokenId>(*k.stored);
@@ -188,11 +191,15 @@ void Tokenizer::DetectSpecialTokens() {
                     "<\xEF\xBD\x9C" "end\xE2\x96\x81" "of\xE2\x96\x81" "sentence\xEF\xBD\x9C>",
                     "<end_of_utterance>"});
   detect(&eom_id_, {"<|eom_id|>"});
-  detect(&fim_pre_id_, {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<PRE>",
+  // DeepSeek's are written with U+FF5C FULLWIDTH VERTICAL LINE and U+2581.
+  detect(&fim_pre_id_, {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>",
+                        "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "begin\xEF\xBD\x9C>", "<PRE>",
                         "\xE2\x96\x81<PRE>", "<|code_prefix|>", "<|prefix|>"});
-  detect(&fim_suf_id_, {"<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<SUF>",
+  detect(&fim_suf_id_, {"<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>",
+                        "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "hole\xEF\xBD\x9C>", "<SUF>",
                         "\xE2\x96\x81<SUF>", "<|code_suffix|>", "<|suffix|>"});
-  detect(&fim_mid_id_, {"<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<MID>",
+  detect(&fim_mid_id_, {"<|fim_middle|>", "<fim-middle>", "<fim_middle>",
+                        "<\xEF\xBD\x9C" "fim\xE2\x96\x81" "end\xEF\xBD\x9C>", "<MID>",
                         "\xE2\x96\x81<MID>", "<|code_middle|>", "<|middle|>"});
   detect(&fim_pad_id_, {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"});
   detect(&fim_rep_id_, {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"});

@@ -111,6 +111,27 @@ TEST(SpmTokenizerTest, UserDefinedTokensAreAlwaysSplitOut) {
   EXPECT_EQ(t->Detokenize(Ids{hi}), "<hi>");  // user-defined tokens always render
 }
 
+TEST(SpmTokenizerTest, TokensFoundByTextBecomeControlTokens) {
+  // llama.cpp looks fill-in-the-middle tokens up by text only when the file names none, and
+  // makes the one it finds a control token: then plain text no longer splits at it.
+  Vocab v = SpmVocab({{kSp, -1}, {"x", -1}});
+  v.tokens.push_back("<|fim_prefix|>");
+  v.scores.push_back(0);
+  v.token_types.push_back(static_cast<int32_t>(TokenType::kUserDefined));
+  const TokenId fim = static_cast<TokenId>(v.tokens.size() - 1);
+  auto found = Make(v);
+  ASSERT_NE(found, nullptr);
+  EXPECT_NE(found->token_attr(fim) & kAttrControl, 0u);
+  const Ids plain = found->Tokenize("x<|fim_prefix|>", false);
+  EXPECT_EQ(std::count(plain.begin(), plain.end(), fim), 0);
+  v.fim_pre_id = 0;  // the file names another token: no lookup, the token stays user-defined
+  auto named = Make(v);
+  ASSERT_NE(named, nullptr);
+  EXPECT_EQ(named->token_attr(fim) & kAttrControl, 0u);
+  const Ids ids = named->Tokenize("x<|fim_prefix|>", false);
+  EXPECT_EQ(ids.back(), fim);
+}
+
 TEST(SpmTokenizerTest, DetokenizeFollowsLlamaCpp) {
   auto t = Make(SpmVocab({{kSp, -1}, {"a", -1}, {S(kSp, "a"), -0.5f}}));
   ASSERT_NE(t, nullptr);

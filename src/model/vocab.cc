@@ -17,6 +17,23 @@ Status ReadOptional(const GgufFile& g, const char* key, Getter get, std::optiona
   return Status::OK();
 }
 
+// A special token id. Some converters store "none" as a signed -1: it becomes 0xFFFFFFFF, which
+// like any id outside the vocabulary leaves the default in place.
+Status ReadId(const GgufFile& g, const char* key, std::optional<uint32_t>* out) {
+  if (!g.Has(key)) return Status::OK();
+  auto u = g.GetU32(key);
+  if (u.ok()) {
+    *out = *u;
+    return Status::OK();
+  }
+  auto i = g.GetI64(key);
+  if (i.ok() && *i < 0) {
+    *out = UINT32_MAX;
+    return Status::OK();
+  }
+  return u.status();
+}
+
 Result<std::vector<std::string>> ReadStrings(const GgufFile& g, const char* key) {
   DB_ASSIGN_OR_RETURN(auto views, g.GetStringArray(key));
   return std::vector<std::string>(views.begin(), views.end());
@@ -72,9 +89,19 @@ Result<Vocab> LoadVocab(const GgufFile& g) {
       {"tokenizer.ggml.seperator_token_id", &v.sep_id},  // sic: the key's spelling in GGUF
       {"tokenizer.ggml.padding_token_id", &v.pad_id},
       {"tokenizer.ggml.mask_token_id", &v.mask_id},
+      {"tokenizer.ggml.fim_pre_token_id", &v.fim_pre_id},
+      {"tokenizer.ggml.fim_suf_token_id", &v.fim_suf_id},
+      {"tokenizer.ggml.fim_mid_token_id", &v.fim_mid_id},
+      {"tokenizer.ggml.fim_pad_token_id", &v.fim_pad_id},
+      {"tokenizer.ggml.fim_rep_token_id", &v.fim_rep_id},
+      {"tokenizer.ggml.fim_sep_token_id", &v.fim_sep_id},
+      // Older names of the first three; like llama.cpp, they win when both are present.
+      {"tokenizer.ggml.prefix_token_id", &v.fim_pre_id},
+      {"tokenizer.ggml.suffix_token_id", &v.fim_suf_id},
+      {"tokenizer.ggml.middle_token_id", &v.fim_mid_id},
   };
   for (const auto& k : kIds) {
-    DB_RETURN_IF_ERROR(ReadOptional(g, k.key, &GgufFile::GetU32, k.id));
+    DB_RETURN_IF_ERROR(ReadId(g, k.key, k.id));
   }
   DB_RETURN_IF_ERROR(ReadOptional(g, "tokenizer.ggml.add_bos_token", &GgufFile::GetBool, &v.add_bos));
   DB_RETURN_IF_ERROR(ReadOptional(g, "tokenizer.ggml.add_eos_token", &GgufFile::GetBool, &v.add_eos));

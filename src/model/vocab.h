@@ -41,6 +41,8 @@ struct Vocab {
   // Special token ids as stored. Absent means the model type's default; a value outside the
   // vocabulary is ignored (stories260K stores 4294967295 for "none"), both as llama.cpp does.
   std::optional<uint32_t> bos_id, eos_id, eot_id, eom_id, unk_id, sep_id, pad_id, mask_id;
+  // Fill-in-the-middle tokens; when absent, Tokenizer::Create finds them by text.
+  std::optional<uint32_t> fim_pre_id, fim_suf_id, fim_mid_id, fim_pad_id, fim_rep_id, fim_sep_id;
   std::optional<bool> add_bos, add_eos, add_space_prefix;
 };
 

@@ -40,6 +40,9 @@ TEST(LoadVocabTest, ReadsEveryKeyAndLeavesAbsentOnesAbsent) {
   w.SetU32("tokenizer.ggml.bos_token_id", 1);
   w.SetU32("tokenizer.ggml.padding_token_id", 4294967295u);
   w.SetBool("tokenizer.ggml.add_eos_token", true);
+  w.SetI32("tokenizer.ggml.unknown_token_id", -1);  // "none", as some converters write it
+  w.SetU32("tokenizer.ggml.fim_pre_token_id", 3);
+  w.SetU32("tokenizer.ggml.prefix_token_id", 4);     // the older name wins
   Parsed p = Build(w);
 
   auto v = LoadVocab(*p.file);
@@ -53,6 +56,8 @@ TEST(LoadVocabTest, ReadsEveryKeyAndLeavesAbsentOnesAbsent) {
   EXPECT_TRUE(v->merges.empty());
   EXPECT_EQ(v->bos_id, 1u);
   EXPECT_EQ(v->pad_id, 4294967295u);
+  EXPECT_EQ(v->unk_id, 4294967295u);
+  EXPECT_EQ(v->fim_pre_id, 4u);
   EXPECT_FALSE(v->eos_id.has_value());
   EXPECT_EQ(v->add_eos, true);
   EXPECT_FALSE(v->add_bos.has_value());

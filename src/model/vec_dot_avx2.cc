@@ -109,30 +109,55 @@ DB_AVX2 float VecDotBF16Avx2(int64_t n, const void* w, const void* x) {
 DB_AVX2 float VecDotQ8_0Avx2(int64_t n, const void* w, const void* x) {
   const BlockQ8_0* a = static_cast<const BlockQ8_0*>(w);
   const BlockQ8_0* b = static_cast<const BlockQ8_0*>(x);
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t i = 0; i < n / kQK8_0; ++i) {
-    const __m256 d = _mm256_set1_ps(Half(a[i].d) * Half(b[i].d));
-    const __m256i dot = DotI8(Load32(a[i].qs), Load32(b[i].qs));
-    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), acc);
+  // Two accumulators, so consecutive blocks' multiply-adds do not wait on each other.
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  const int64_t nb = n / kQK8_0;
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    const __m256 d0 = _mm256_set1_ps(Half(a[i].d) * Half(b[i].d));
+    const __m256 d1 = _mm256_set1_ps(Half(a[i + 1].d) * Half(b[i + 1].d));
+    const __m256i p0 = DotI8(Load32(a[i].qs), Load32(b[i].qs));
+    const __m256i p1 = DotI8(Load32(a[i + 1].qs), Load32(b[i + 1].qs));
+    acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0);
+    acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(p1), acc1);
   }
-  return Hsum(acc);
+  for (; i < nb; ++i) {
+    const __m256 d = _mm256_set1_ps(Half(a[i].d) * Half(b[i].d));
+    acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(DotI8(Load32(a[i].qs), Load32(b[i].qs))), acc0);
+  }
+  return Hsum(_mm256_add_ps(acc0, acc1));
 }
+
+namespace {
+// The 32 weights of a Q4_0 block as signed bytes (q - 8), element order.
+DB_AVX2 inline __m256i UnpackQ4_0(const BlockQ4_0& blk) {
+  const __m128i low4 = _mm_set1_epi8(0x0F);
+  const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.qs));
+  const __m128i lo = _mm_and_si128(packed, low4);                     // elements 0..15
+  const __m128i hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low4);  // elements 16..31
+  return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+}
+}  // namespace
 
 DB_AVX2 float VecDotQ4_0Avx2(int64_t n, const void* w, const void* x) {
   const BlockQ4_0* a = static_cast<const BlockQ4_0*>(w);
   const BlockQ8_0* b = static_cast<const BlockQ8_0*>(x);
-  const __m128i low4 = _mm_set1_epi8(0x0F);
-  const __m256i eight = _mm256_set1_epi8(8);
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t i = 0; i < n / kQK4_0; ++i) {
-    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a[i].qs));
-    const __m128i lo = _mm_and_si128(packed, low4);                     // elements 0..15
-    const __m128i hi = _mm_and_si128(_mm_srli_epi16(packed, 4), low4);  // elements 16..31
-    const __m256i q = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), eight);
-    const __m256 d = _mm256_set1_ps(Half(a[i].d) * Half(b[i].d));
-    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(DotI8(q, Load32(b[i].qs))), acc);
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  const int64_t nb = n / kQK4_0;
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    const __m256 d0 = _mm256_set1_ps(Half(a[i].d) * Half(b[i].d));
+    const __m256 d1 = _mm256_set1_ps(Half(a[i + 1].d) * Half(b[i + 1].d));
+    const __m256i p0 = DotI8(UnpackQ4_0(a[i]), Load32(b[i].qs));
+    const __m256i p1 = DotI8(UnpackQ4_0(a[i + 1]), Load32(b[i + 1].qs));
+    acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0);
+    acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(p1), acc1);
   }
-  return Hsum(acc);
+  for (; i < nb; ++i) {
+    const __m256 d = _mm256_set1_ps(Half(a[i].d) * Half(b[i].d));
+    acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(DotI8(UnpackQ4_0(a[i]), Load32(b[i].qs))), acc0);
+  }
+  return Hsum(_mm256_add_ps(acc0, acc1));
 }
 
 namespace {

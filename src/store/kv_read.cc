@@ -24,23 +24,29 @@ const char* KvSourceName(KvSource s) {
   return "unknown";
 }
 
-AlignedBuffer KvStoreImpl::TakeStaging(size_t size_bytes) {
-  for (size_t i = 0; i < staging_pool_.size(); ++i) {
-    if (staging_pool_[i].size() >= size_bytes) {
-      AlignedBuffer b = std::move(staging_pool_[i]);
-      staging_pool_.erase(staging_pool_.begin() + static_cast<ptrdiff_t>(i));
-      staging_pool_bytes_ -= b.size();
-      return b;
-    }
+Staging KvStoreImpl::TakeStaging(uint64_t size_bytes) {
+  if (arena_.data() == nullptr) {
+    slot_bytes_ = 2 * max_request_bytes_;
+    const uint64_t n = std::max<uint64_t>(1, opts_.read_staging_bytes / slot_bytes_);
+    arena_ = IoBuffer(n * slot_bytes_);
+    for (uint64_t i = n; i-- > 0;) free_slots_.push_back(static_cast<int>(i));
   }
-  return AlignedBuffer(size_bytes);
+  Staging s;
+  s.bytes = size_bytes;
+  if (size_bytes <= slot_bytes_ && !free_slots_.empty()) {
+    s.slot = free_slots_.back();
+    free_slots_.pop_back();
+    s.data = arena_.data() + static_cast<uint64_t>(s.slot) * slot_bytes_;
+  } else {
+    s.heap = AlignedBuffer(size_bytes);
+    s.data = s.heap.data();
+  }
+  return s;
 }
 
-void KvStoreImpl::ReturnStaging(AlignedBuffer buf) {
-  // Keep about two batches' worth; beyond that memory goes back to the allocator.
-  if (staging_pool_bytes_ + buf.size() > 2 * opts_.read_staging_bytes) return;
-  staging_pool_bytes_ += buf.size();
-  staging_pool_.push_back(std::move(buf));
+void KvStoreImpl::ReturnStaging(Staging& s) {
+  if (s.slot >= 0) free_slots_.push_back(s.slot);
+  s = Staging();
 }
 
 namespace {
@@ -59,7 +65,7 @@ struct ReadUnit final : IoTicket {
   uint64_t chunk_tokens = 0, row_bytes = 0, part_bytes = 0;
   uint64_t k_offset_bytes = 0, v_offset_bytes = 0;
   std::vector<ChunkMeta> meta;  // expected hashes, per chunk
-  AlignedBuffer buf;            // staging: K parts then V parts
+  Staging buf;                  // K parts then V parts
   IoRequest req[2];
   int remaining = 2;
   Status status;
@@ -85,7 +91,7 @@ class ReadBatchImpl final : public KvReadBatch {
       if (!store_->ReapSome(1).ok()) break;
     }
     for (auto& u : units_) {
-      if (!u->buf.empty()) store_->ReturnStaging(std::move(u->buf));
+      if (u->buf.data != nullptr) store_->ReturnStaging(u->buf);
     }
   }
 
@@ -219,14 +225,14 @@ void ReadBatchImpl::SubmitMore() {
     const uint64_t len = u->n_chunks * u->part_bytes;
     if (in_kernel_ > 0 && staging_in_use_ + 2 * len > limit) return;
     u->buf = store_->TakeStaging(2 * len);
-    staging_in_use_ += u->buf.size();
+    staging_in_use_ += u->buf.bytes;
     const IoPath path = u->source == KvSource::kDirect ? IoPath::kDirect : IoPath::kBuffered;
     for (int i = 0; i < 2; ++i) {
       IoRequest& r = u->req[i];
       r.op = IoOp::kRead;
       r.path = path;
       r.offset_bytes = i == 0 ? u->k_offset_bytes : u->v_offset_bytes;
-      r.buf = u->buf.data() + (i == 0 ? 0 : len);
+      r.buf = u->buf.data + (i == 0 ? 0 : len);
       r.len_bytes = len;
       r.user_tag = reinterpret_cast<uint64_t>(static_cast<IoTicket*>(u));
       store_->engine().Enqueue(&r);
@@ -249,7 +255,7 @@ size_t ReadBatchImpl::Deliver(ReadUnit* u, const KvChunkFn& fn) {
   size_t n = 0;
   for (uint64_t i = 0; i < u->n_chunks; ++i) {
     const uint64_t c = u->first_chunk + i;
-    const uint8_t* k = u->buf.data() + i * u->part_bytes;
+    const uint8_t* k = u->buf.data + i * u->part_bytes;
     const uint8_t* v = k + len;
     const uint64_t rows = u->chunk_tokens * u->row_bytes;
     if (verify && (store_->Hash(k, rows) != u->meta[i].k_hash ||
@@ -301,9 +307,8 @@ Result<size_t> ReadBatchImpl::Poll(bool wait, const KvChunkFn& fn) {
     } else {
       n += Deliver(u, fn);
     }
-    staging_in_use_ -= u->buf.size();
-    store_->ReturnStaging(std::move(u->buf));
-    u->buf = AlignedBuffer();
+    staging_in_use_ -= u->buf.bytes;
+    store_->ReturnStaging(u->buf);
     if (!failed_.ok()) return failed_;
     SubmitMore();
     if (ready_.empty()) DB_RETURN_IF_ERROR(store_->ReapSome(0));

@@ -50,9 +50,10 @@ struct KvStoreOptions {
   uint32_t queue_depth = 64;
   // Largest coalesced read request; 0 = the device's max transfer (1 MiB when unknown).
   uint64_t max_request_bytes = 0;
-  // Staging memory one read batch may hold at once; further chunks are submitted as earlier ones
-  // are consumed. At least one coalesced request always fits.
-  uint64_t read_staging_bytes = 64ull << 20;
+  // Staging memory for reads in flight: the store maps this much (huge pages) at its first read,
+  // and one batch holds at most this much at once; further chunks are submitted as earlier ones
+  // are consumed. Batches beyond it (or runs larger than a slot) use heap buffers.
+  uint64_t read_staging_bytes = 32ull << 20;
   // Chunk-write buffers in flight at once; Append waits for completions beyond it.
   uint64_t write_inflight_bytes = 64ull << 20;
   // Path a new chunk gets until SetChunkPath says otherwise.

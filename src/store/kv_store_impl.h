@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/aligned_buffer.h"
+#include "io/io_buffer.h"
 #include "store/kv_store.h"
 
 namespace dualblade::store {
@@ -29,6 +30,15 @@ struct ChunkMeta {
   // of the last, partial chunk). Meaningless for chunks not yet written.
   uint64_t k_hash = 0;
   uint64_t v_hash = 0;
+};
+
+// Staging memory for one read unit: a slot of the store's huge-page arena, or a heap buffer when
+// every slot is taken or the unit is larger than a slot.
+struct Staging {
+  uint8_t* data = nullptr;
+  uint64_t bytes = 0;
+  int slot = -1;
+  AlignedBuffer heap;
 };
 
 // Completion hook carried in IoRequest::user_tag.
@@ -123,9 +133,9 @@ class KvStoreImpl final : public KvStore {
   // XXH3 of bytes, timed into stats.
   uint64_t Hash(const uint8_t* p, uint64_t n);
   void NoteWriteDone(WriteOp* op);
-  // Aligned staging for reads, recycled between batches (contents are not zeroed).
-  AlignedBuffer TakeStaging(size_t size_bytes);
-  void ReturnStaging(AlignedBuffer buf);
+  // Staging for reads (contents are not zeroed). REQUIRES: the previous owner's I/O finished.
+  Staging TakeStaging(uint64_t size_bytes);
+  void ReturnStaging(Staging& s);
 
   std::map<SeqId, std::unique_ptr<Sequence>>& sequences() { return seqs_; }
   SeqId next_id() const { return next_id_; }
@@ -159,8 +169,13 @@ class KvStoreImpl final : public KvStore {
   Status write_error_;
   KvStoreStats stats_;
   std::vector<IoRequest*> reaped_;
-  std::vector<AlignedBuffer> staging_pool_;
-  uint64_t staging_pool_bytes_ = 0;
+  // Read staging arena, mapped at the first read: read_staging_bytes in slots of
+  // 2 * max_request_bytes (one coalesced K run and its V run), each inside one huge page where the
+  // slot is 2 MiB, so a 1 MiB request is one physically contiguous segment instead of 256 pages
+  // (virtio-blk takes 254 segments per command and would split it).
+  IoBuffer arena_;
+  uint64_t slot_bytes_ = 0;
+  std::vector<int> free_slots_;
 };
 
 // The sequence index record (metadata record kRecordSequenceIndex). Encode writes every sequence

@@ -98,7 +98,8 @@ Status Tokenizer::Init(const Vocab& v) {
   for (size_t i = 0; i < n; ++i) {
     TokenData& t = tokens_[i];
     t.text = v.tokens[i].empty() ? "[EMPTY_" + std::to_string(i) + "]" : v.tokens[i];
-    const auto [it, inserted] = token_to_id_.emplace(t.text, static_cast<int32_t>(i));
+    const auto [it, inserted] =
+        token_to_id_.emplace(std::string_view(t.text), static_cast<int32_t>(i));
     if (!inserted) {
       return Status::Corruption("duplicate token '" + t.text + "' in the vocabulary (ids " +
                                 std::to_string(it->second) + " and " + std::to_string(i) + ")");
@@ -109,13 +110,19 @@ Status Tokenizer::Init(const Vocab& v) {
 
   if (type_ == Type::kBpe) {
     if (v.merges.empty()) return Status::InvalidArgument("a byte-level BPE vocabulary needs merges");
+    size_t total = 0;
+    for (const std::string& m : v.merges) total += m.size();
+    merge_text_.reserve(total);  // no reallocation below: the views stay valid
+    for (const std::string& m : v.merges) merge_text_ += m;
     bpe_ranks_.reserve(v.merges.size());
+    size_t offset = 0;
     for (size_t i = 0; i < v.merges.size(); ++i) {
-      // Split at the first space after the first character, as llama.cpp does; the first of
-      // two identical merges keeps its rank.
-      if (v.merges[i].find(' ', 1) != std::string::npos) {
-        bpe_ranks_.emplace(v.merges[i], static_cast<int32_t>(i));
-      }
+      const std::string_view m(merge_text_.data() + offset, v.merges[i].size());
+      offset += m.size();
+      // llama.cpp splits at the first space after the first character and looks pairs up as
+      // "left right", so a merge without such a space can never match; the first of two
+      // identical merges keeps its rank.
+      if (m.find(' ', 1) != std::string_view::npos) bpe_ranks_.emplace(m, static_cast<int32_t>(i));
     }
     DB_ASSIGN_OR_RETURN(pretokenizer_, Pretokenizer::Create(PreRegexPatterns(pre.regex)));
   } else {

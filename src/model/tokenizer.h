@@ -106,12 +106,9 @@ class Tokenizer {
     float score = 0;
     uint32_t attr = kAttrNormal;
   };
-  // Heterogeneous lookup: find() with a string_view allocates nothing.
-  struct StringHash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
-  using StringMap = std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>;
+  // Keys are views into tokens_[i].text and merge_text_, which never move once built, so the
+  // maps hold no second copy of 100k+ strings.
+  using ViewMap = std::unordered_map<std::string_view, int32_t>;
 
   Tokenizer();
   Status Init(const Vocab& vocab);
@@ -127,8 +124,9 @@ class Tokenizer {
 
   Type type_ = Type::kSpm;
   std::vector<TokenData> tokens_;
-  StringMap token_to_id_;
-  StringMap bpe_ranks_;                  // "left right" -> rank
+  ViewMap token_to_id_;
+  std::string merge_text_;               // every merge, back to back
+  ViewMap bpe_ranks_;                    // "left right" -> rank
   std::vector<TokenId> special_tokens_;  // control/user-defined/unknown ids, longest text first
   std::vector<std::string> pieces_;      // TokenToPiece(id, special=true), precomputed
   std::vector<TokenId> byte_tokens_;     // SentencePiece byte fallback: byte -> id or kNoToken

@@ -11,6 +11,9 @@ namespace {
 // sections back to back, and a condition-variable wake-up (tens of microseconds) per section would
 // cost more than the work on small models.
 constexpr int kSpinPolls = 1 << 14;
+// Slices per participant: enough that a late or descheduled worker's share is picked up by the
+// others in small pieces, few enough that claiming costs nothing.
+constexpr int64_t kSlicesPerThread = 4;
 
 inline void CpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -38,25 +41,28 @@ ThreadPool::~ThreadPool() {
 void ThreadPool::ParallelFor(int64_t n, const RangeFn& fn, int64_t min_per_thread) {
   if (n <= 0) return;
   min_per_thread = std::max<int64_t>(1, min_per_thread);
-  const int slices =
-      static_cast<int>(std::min<int64_t>(n_threads_, std::max<int64_t>(1, n / min_per_thread)));
-  if (slices == 1) {
+  const int64_t slices =
+      std::min<int64_t>(n_threads_ * kSlicesPerThread, std::max<int64_t>(1, n / min_per_thread));
+  if (slices == 1 || n_threads_ == 1) {
     fn(0, n, 0);
     return;
   }
+  uint32_t gen;
   {
     std::lock_guard<std::mutex> lock(mu_);
     job_ = &fn;
     job_n_ = n;
-    job_slices_ = slices;
-    pending_.store(slices - 1, std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_release);
+    job_slices_.store(slices, std::memory_order_relaxed);
+    slices_done_.store(0, std::memory_order_relaxed);
+    gen = generation_.load(std::memory_order_relaxed) + 1;
+    next_slice_.store(static_cast<uint64_t>(gen) << 32, std::memory_order_release);
+    generation_.store(gen, std::memory_order_release);
   }
   wake_cv_.notify_all();
-  fn(0, n / slices, 0);
-  // Yield now and then: with more threads than free cores a worker may need this core to finish.
-  for (int i = 1; pending_.load(std::memory_order_acquire) != 0; ++i) {
-    if (i % 256 == 0) {
+  RunSlices(gen, 0);
+  // Yield now and then: with more threads than free cores a worker may hold a claimed slice.
+  for (int i = 1; slices_done_.load(std::memory_order_acquire) != slices; ++i) {
+    if (i % 64 == 0) {
       std::this_thread::yield();
     } else {
       CpuRelax();
@@ -64,10 +70,30 @@ void ThreadPool::ParallelFor(int64_t n, const RangeFn& fn, int64_t min_per_threa
   }
 }
 
-void ThreadPool::WorkerLoop(int index) {
-  uint64_t seen = 0;
+void ThreadPool::RunSlices(uint32_t gen, int participant) {
+  // job_ fields are stable while any slice of `gen` is unfinished, and a claim succeeds only
+  // while `gen` is current, so reading them after a successful claim is safe.
   for (;;) {
-    uint64_t gen = generation_.load(std::memory_order_acquire);
+    uint64_t cur = next_slice_.load(std::memory_order_acquire);
+    int64_t slice;
+    do {
+      if (static_cast<uint32_t>(cur >> 32) != gen) return;
+      slice = static_cast<int64_t>(cur & 0xFFFFFFFFu);
+      if (slice >= job_slices_.load(std::memory_order_relaxed)) return;
+    } while (!next_slice_.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel,
+                                                std::memory_order_acquire));
+    const int64_t slices = job_slices_.load(std::memory_order_relaxed);
+    const int64_t begin = job_n_ * slice / slices;
+    const int64_t end = job_n_ * (slice + 1) / slices;
+    (*job_)(begin, end, participant);
+    slices_done_.fetch_add(1, std::memory_order_acq_rel);
+  }
+}
+
+void ThreadPool::WorkerLoop(int index) {
+  uint32_t seen = 0;
+  for (;;) {
+    uint32_t gen = generation_.load(std::memory_order_acquire);
     for (int i = 0; gen == seen && i < kSpinPolls; ++i) {
       CpuRelax();
       gen = generation_.load(std::memory_order_acquire);
@@ -75,26 +101,11 @@ void ThreadPool::WorkerLoop(int index) {
     if (gen == seen) {
       std::unique_lock<std::mutex> lock(mu_);
       wake_cv_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+      gen = generation_.load(std::memory_order_acquire);
     }
-    // Read the job and its generation together under the lock: a worker that was not needed for
-    // one job may wake up late, and must run the job that is current, exactly once.
-    const RangeFn* job;
-    int64_t n;
-    int slices;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      seen = generation_.load(std::memory_order_acquire);
-      job = job_;
-      n = job_n_;
-      slices = job_slices_;
-    }
+    seen = gen;
     if (stop_.load(std::memory_order_acquire)) return;
-    if (index < slices) {
-      const int64_t begin = n * index / slices;
-      const int64_t end = n * (index + 1) / slices;
-      (*job)(begin, end, index);
-      pending_.fetch_sub(1, std::memory_order_acq_rel);
-    }
+    RunSlices(gen, index);
   }
 }
 

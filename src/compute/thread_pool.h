@@ -1,6 +1,8 @@
-// A fixed pool of worker threads for data-parallel kernels (`-t THREADS`): the caller splits a
-// range into one contiguous slice per thread and takes part itself, so a pool of 1 runs inline.
-// The split is static and depends only on (n, size()), so results never depend on timing.
+// A fixed pool of worker threads for data-parallel kernels (`-t THREADS`). ParallelFor splits a
+// range into slices that the caller and the workers claim dynamically, so a worker the kernel
+// has descheduled (a busy machine) delays nothing: the others take its share. Which participant
+// runs a slice varies from run to run; kernels keep results independent of it (scratch may be
+// per participant, results may not), so outputs never depend on timing.
 // Thread-safety: ParallelFor may be called from one thread at a time (the engine's thread).
 #pragma once
 
@@ -24,25 +26,29 @@ class ThreadPool {
 
   int size() const { return n_threads_; }
 
-  // Splits [0, n) into up to size() contiguous slices of at least `min_per_thread` items and runs
-  // fn(begin, end, thread_index) on each; returns when every slice is done. Slice t covers
-  // [n*t/k, n*(t+1)/k) for k slices.
-  using RangeFn = std::function<void(int64_t begin, int64_t end, int thread_index)>;
+  // Runs fn(begin, end, participant) over slices covering [0, n) exactly once, each slice of at
+  // least `min_per_thread` items (except when n is smaller), and returns when all are done.
+  // `participant` is in [0, size()): 0 is the caller; use it only to pick scratch buffers.
+  using RangeFn = std::function<void(int64_t begin, int64_t end, int participant)>;
   void ParallelFor(int64_t n, const RangeFn& fn, int64_t min_per_thread = 1);
 
  private:
   void WorkerLoop(int index);
+  // Claims and runs slices of job `gen` until none is left or a newer job replaced it.
+  void RunSlices(uint32_t gen, int participant);
 
   int n_threads_;
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable wake_cv_;
-  // Job description, published by bumping generation_ (release) and read after seeing it (acquire).
+  // Current job, written under mu_ before generation_ is bumped.
   const RangeFn* job_ = nullptr;
   int64_t job_n_ = 0;
-  int job_slices_ = 0;
-  std::atomic<uint64_t> generation_{0};
-  std::atomic<int> pending_{0};
+  std::atomic<int64_t> job_slices_{0};  // read before a claim, so atomic
+  std::atomic<uint32_t> generation_{0};
+  // (generation << 32) | next unclaimed slice: a claim succeeds only for the current job.
+  std::atomic<uint64_t> next_slice_{0};
+  std::atomic<int64_t> slices_done_{0};
   std::atomic<bool> stop_{false};
 };
 

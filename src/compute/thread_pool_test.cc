@@ -33,7 +33,7 @@ TEST(ThreadPoolTest, ManyBackToBackJobsRunEachSliceOnce) {
 TEST(ThreadPoolTest, MinPerThreadKeepsSmallJobsInline) {
   ThreadPool pool(4);
   std::atomic<int> calls{0};
-  pool.ParallelFor(10, [&](int64_t, int64_t, int t) {
+  pool.ParallelFor(10, [&](int64_t, int64_t, int t) {  // 10 < 64: one slice, run inline
     EXPECT_EQ(t, 0);
     calls.fetch_add(1);
   }, 64);

@@ -1,0 +1,149 @@
+#include "engine/transformer.h"
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "engine/random_model.h"
+#include "model/tokenizer.h"
+#include "model/vocab.h"
+#include "testing/test_env.h"
+
+namespace dualblade::engine {
+namespace {
+
+// A KvCache that stores like the memory policy but delivers each read's chunks in a shuffled
+// order, as a store whose reads complete out of order would.
+class ShuffledKvCache final : public KvCache {
+ public:
+  ShuffledKvCache(const KvGeometry& g, uint32_t seed) : inner_(NewMemoryKvCache(g)), rng_(seed) {}
+  const KvGeometry& geometry() const override { return inner_->geometry(); }
+  std::string policy_name() const override { return "shuffled"; }
+  int64_t n_tokens(int layer) const override { return inner_->n_tokens(layer); }
+  Status Append(int layer, const void* k, const void* v, int n) override {
+    return inner_->Append(layer, k, v, n);
+  }
+  Status ReadChunks(int layer, int64_t begin, int64_t end, const ChunkFn& fn) override {
+    struct Piece {
+      int64_t chunk, begin;
+      int n;
+      std::vector<uint8_t> k, v;
+    };
+    std::vector<Piece> pieces;
+    const size_t row = geometry().row_bytes();
+    DB_RETURN_IF_ERROR(inner_->ReadChunks(
+        layer, begin, end, [&](int64_t c, int64_t b, int n, const void* k, const void* v) {
+          Piece p{c, b, n, {}, {}};
+          p.k.assign(static_cast<const uint8_t*>(k), static_cast<const uint8_t*>(k) + n * row);
+          p.v.assign(static_cast<const uint8_t*>(v), static_cast<const uint8_t*>(v) + n * row);
+          pieces.push_back(std::move(p));
+        }));
+    std::shuffle(pieces.begin(), pieces.end(), rng_);
+    for (const Piece& p : pieces) fn(p.chunk, p.begin, p.n, p.k.data(), p.v.data());
+    return Status::OK();
+  }
+  KvStats stats() const override { return inner_->stats(); }
+
+ private:
+  std::unique_ptr<KvCache> inner_;
+  std::mt19937 rng_;
+};
+
+KvGeometry GeometryFor(const Model& m, int chunk_tokens, compute::KvElemType type) {
+  KvGeometry g;
+  g.n_layer = static_cast<int>(m.config().n_layer);
+  g.n_head_kv = static_cast<int>(m.config().n_head_kv);
+  g.head_dim = static_cast<int>(m.config().n_embd_head);
+  g.chunk_tokens = chunk_tokens;
+  g.type = type;
+  g.n_ctx = 256;
+  return g;
+}
+
+// Prefill 40 tokens, decode 10; returns every step's logits, concatenated.
+std::vector<float> RunSequence(const Model& m, KvCache* kv, compute::ThreadPool* pool) {
+  Transformer tf(m, kv, pool);
+  std::vector<int32_t> prompt(40);
+  for (int i = 0; i < 40; ++i) prompt[i] = (i * 37 + 5) % static_cast<int>(m.config().n_vocab);
+  std::vector<float> all, logits(m.config().n_vocab);
+  EXPECT_TRUE(tf.Forward(prompt, logits.data()).ok());
+  all.insert(all.end(), logits.begin(), logits.end());
+  for (int s = 0; s < 10; ++s) {
+    const int32_t next[1] = {static_cast<int32_t>((s * 11 + 3) % m.config().n_vocab)};
+    EXPECT_TRUE(tf.Forward(next, logits.data()).ok());
+    all.insert(all.end(), logits.begin(), logits.end());
+  }
+  return all;
+}
+
+class TransformerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    RandomModelSpec spec;  // tiny, Q8_0 matrices
+    spec.type = GgmlType::kQ8_0;
+    spec.seed = 9;
+    ASSERT_TRUE(WriteRandomModel(spec, dir_.File("m.gguf")).ok());
+    auto m = Model::Open(dir_.File("m.gguf"));
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    model_ = std::move(m).value();
+  }
+  testing::TempDir dir_;
+  std::unique_ptr<Model> model_;
+};
+
+TEST_F(TransformerTest, LogitsAreBitIdenticalWhateverTheChunkArrivalOrder) {
+  compute::ThreadPool pool(2);
+  for (auto type : {compute::KvElemType::kF32, compute::KvElemType::kF16}) {
+    auto memory = NewMemoryKvCache(GeometryFor(*model_, 8, type));
+    const auto want = RunSequence(*model_, memory.get(), &pool);
+    for (uint32_t seed : {1u, 2u, 3u}) {
+      ShuffledKvCache shuffled(GeometryFor(*model_, 8, type), seed);
+      const auto got = RunSequence(*model_, &shuffled, seed % 2 ? &pool : nullptr);
+      ASSERT_EQ(got.size(), want.size());
+      ASSERT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * sizeof(float)))
+          << "seed " << seed;
+    }
+  }
+}
+
+TEST_F(TransformerTest, PrefillEqualsTokenByTokenDecode) {
+  // Batched prefill (GEMM + causal masking) and one-token steps compute the same function.
+  compute::ThreadPool pool(2);
+  auto a = NewMemoryKvCache(GeometryFor(*model_, 16, compute::KvElemType::kF32));
+  auto b = NewMemoryKvCache(GeometryFor(*model_, 16, compute::KvElemType::kF32));
+  Transformer batched(*model_, a.get(), &pool, compute::MatmulMode::kF32);
+  Transformer stepped(*model_, b.get(), &pool, compute::MatmulMode::kF32);
+  std::vector<int32_t> prompt(37);
+  for (int i = 0; i < 37; ++i) prompt[i] = (i * 13 + 1) % 512;
+  std::vector<float> la(512), lb(512);
+  ASSERT_TRUE(batched.Forward(prompt, la.data()).ok());
+  for (int32_t id : prompt) ASSERT_TRUE(stepped.Forward(std::span(&id, 1), lb.data()).ok());
+  for (int i = 0; i < 512; ++i) EXPECT_NEAR(la[i], lb[i], 1e-4) << i;
+}
+
+TEST_F(TransformerTest, RejectsOutOfVocabularyTokensAndFullContext) {
+  auto kv = NewMemoryKvCache(GeometryFor(*model_, 16, compute::KvElemType::kF32));
+  Transformer tf(*model_, kv.get(), nullptr);
+  const int32_t bad[1] = {512};
+  EXPECT_TRUE(tf.Forward(bad, nullptr).IsInvalidArgument());
+  std::vector<int32_t> many(257, 3);
+  EXPECT_TRUE(tf.Forward(many, nullptr).IsNoSpace());
+}
+
+TEST_F(TransformerTest, RandomModelVocabularyTokenizesAnyText) {
+  auto vocab = LoadVocab(model_->gguf());
+  ASSERT_TRUE(vocab.ok()) << vocab.status().ToString();
+  auto tok = Tokenizer::Create(*vocab);
+  ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+  const std::string text = "Hello world, \xC3\xA9t\xC3\xA9 \xE2\x9C\x93 ok";
+  const auto ids = (*tok)->Tokenize(text, true);
+  ASSERT_GT(ids.size(), 1u);
+  EXPECT_EQ(ids[0], 1);
+  EXPECT_EQ((*tok)->Detokenize(std::span(ids).subspan(1)), text);
+}
+
+}  // namespace
+}  // namespace dualblade::engine

@@ -6,7 +6,9 @@
 // matches is a word too (nothing is dropped). Each expression sees one word as its whole subject,
 // so `$` and lookaheads such as `\s+(?!\S)` stop at the word's end. Matching uses PCRE2 in UTF +
 // UCP mode (`\p{L}`, `\p{N}` follow Unicode categories), JIT-compiled where available; `\s` is
-// exactly Unicode's White_Space, as in llama.cpp.
+// exactly Unicode's White_Space, as in llama.cpp. Categories come from PCRE2's Unicode tables
+// (Unicode 14 in PCRE2 10.42) and llama.cpp's from its own generated ones: characters assigned
+// in later Unicode versions may be classified differently (they are "unassigned" here).
 //
 // Thread-safety: immutable after Create; Split may run concurrently from any number of threads.
 #pragma once

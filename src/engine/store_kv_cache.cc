@@ -1,6 +1,9 @@
 #include "engine/store_kv_cache.h"
 
+#include <algorithm>
+
 #include "common/log.h"
+#include "residency/residency_probe.h"
 
 namespace dualblade::engine {
 
@@ -80,6 +83,7 @@ Status StoreKvCache::ReadChunks(int layer, int64_t token_begin, int64_t token_en
   DB_CHECK(layer >= 0 && layer < geometry_.n_layer);
   DB_CHECK(0 <= token_begin && token_begin <= token_end && token_end <= n_tokens_[layer]);
   const uint64_t row = geometry_.row_bytes();
+  if (opts_.measure_pagecache_hits) MeasurePageCacheHits(layer, token_begin, token_end);
   store::KvRange range{seq_, static_cast<uint32_t>(layer), static_cast<uint64_t>(token_begin),
                        static_cast<uint64_t>(token_end)};
   return kv_->ReadChunks({&range, 1}, [&](const store::KvChunkView& c) {
@@ -92,6 +96,49 @@ Status StoreKvCache::ReadChunks(int layer, int64_t token_begin, int64_t token_en
     fn(static_cast<int64_t>(c.chunk), static_cast<int64_t>(c.token_begin),
        static_cast<int>(c.n_tokens), c.k, c.v);
   });
+}
+
+void StoreKvCache::MeasurePageCacheHits(int layer, int64_t token_begin, int64_t token_end) {
+  if (!CachestatSupported()) return;
+  const auto l = static_cast<uint32_t>(layer);
+  const int64_t ct = geometry_.chunk_tokens;
+  const int64_t first = token_begin / ct;
+  const int64_t end = token_end / ct;  // chunks past the last full one come from memory
+  const int fd = kv_->store().device().buffered_fd();
+  const std::string& path = kv_->store().device().info().path;
+  for (int64_t c = first; c < end;) {
+    Result<store::KvPath> p = kv_->ChunkPath(seq_, l, static_cast<uint64_t>(c));
+    if (!p.ok() || *p != store::KvPath::kPage) {
+      ++c;
+      continue;
+    }
+    // A run of PAGE chunks adjacent on disk is one probe per part.
+    Result<store::KvChunkLocation> loc0 = kv_->ChunkLocation(seq_, l, static_cast<uint64_t>(c));
+    if (!loc0.ok()) return;
+    int64_t run = 1;
+    while (c + run < end) {
+      Result<store::KvPath> q = kv_->ChunkPath(seq_, l, static_cast<uint64_t>(c + run));
+      Result<store::KvChunkLocation> loc =
+          kv_->ChunkLocation(seq_, l, static_cast<uint64_t>(c + run));
+      if (!q.ok() || *q != store::KvPath::kPage || !loc.ok() ||
+          loc->k_offset_bytes != loc0->k_offset_bytes + static_cast<uint64_t>(run) * loc0->part_bytes) {
+        break;
+      }
+      ++run;
+    }
+    const uint64_t len = static_cast<uint64_t>(run) * loc0->part_bytes;
+    for (uint64_t off : {loc0->k_offset_bytes, loc0->v_offset_bytes}) {
+      Result<PageCacheResidency> r =
+          ProbeResidency(fd, path, off, len, ResidencyMethod::kCachestat);
+      if (!r.ok()) return;  // a measurement only: never fail the read for it
+      // Resident share of the run, counted in row bytes of the range as read_bytes_page is.
+      const int64_t t0 = std::max(token_begin, c * ct);
+      const int64_t t1 = std::min(token_end, (c + run) * ct);
+      reads_.pagecache_hit_bytes += static_cast<uint64_t>(
+          r->fraction() * static_cast<double>(geometry_.row_bytes() * static_cast<uint64_t>(t1 - t0)));
+    }
+    c += run;
+  }
 }
 
 KvStats StoreKvCache::stats() const {

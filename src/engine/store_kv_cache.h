@@ -24,6 +24,10 @@ struct StoreKvCacheOptions {
   // Drop the sequence when the cache is destroyed (a run's KV is scratch unless kept for reuse).
   bool drop_on_close = true;
   bool verify_checksums = true;
+  // Before each read, measure how much of its PAGE chunks sits in the page cache (cachestat(2),
+  // one call per run of PAGE chunks and part; skipped on kernels without it) for
+  // KvStats::pagecache_hit_bytes.
+  bool measure_pagecache_hits = true;
 };
 
 class StoreKvCache final : public KvCache {
@@ -61,6 +65,9 @@ class StoreKvCache final : public KvCache {
   KvGeometry geometry_;
   StoreKvCacheOptions opts_;
   std::vector<int64_t> n_tokens_;
+  // Adds the resident share of the range's on-disk PAGE chunks to reads_.pagecache_hit_bytes.
+  void MeasurePageCacheHits(int layer, int64_t token_begin, int64_t token_end);
+
   KvStats reads_;                     // read counters kept here, per source
   store::KvStoreStats base_stats_;    // the store's counters at creation, for write deltas
 };

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/units.h"
+#include "residency/residency_probe.h"
 #include "testing/test_env.h"
 
 namespace dualblade::engine {
@@ -67,6 +68,12 @@ void SameAsMemory(const std::string& policy, compute::KvElemType type, uint64_t 
     }
     ASSERT_EQ(mem->n_tokens(layer), (*disk)->n_tokens(layer));
   }
+  // Land every chunk write, then read everything once more: full chunks now come from disk.
+  ASSERT_TRUE((*disk)->kv_store()->Flush().ok());
+  for (int layer = 0; layer < g.n_layer; ++layer) {
+    const int64_t n = mem->n_tokens(layer);
+    ASSERT_EQ(Gather(*mem, layer, 0, n), Gather(**disk, layer, 0, n));
+  }
   const KvStats st = (*disk)->stats();
   const uint64_t disk_reads = policy == "pagecache" ? st.read_bytes_page : st.read_bytes_direct;
   const uint64_t other = policy == "pagecache" ? st.read_bytes_direct : st.read_bytes_page;
@@ -76,6 +83,11 @@ void SameAsMemory(const std::string& policy, compute::KvElemType type, uint64_t 
   EXPECT_EQ(st.read_bytes_page + st.read_bytes_direct + st.read_bytes_memory,
             mem->stats().read_bytes_memory);
   EXPECT_GT(policy == "pagecache" ? st.write_bytes_page : st.write_bytes_direct, 0u);
+  // PAGE writes leave their pages cached, so page reads hit; direct chunks are never counted.
+  if (policy == "pagecache" && CachestatSupported()) {
+    EXPECT_GT(st.pagecache_hit_bytes, 0u);
+  }
+  EXPECT_LE(st.pagecache_hit_bytes, st.read_bytes_page);
 }
 
 TEST(StoreKvCacheTest, PageCachePolicyMatchesMemory) {

@@ -103,6 +103,47 @@ TEST(StoreTest, CorruptNewestSlotFallsBackToOlder) {
   EXPECT_NE(s.status().message().find("no valid metadata slot"), std::string::npos);
 }
 
+// A crash while a commit is being written leaves a torn prefix of the new slot image over the
+// older slot. Whatever the prefix, open returns the previous commit intact, and the new one only
+// once every sector of it is there.
+TEST(StoreTest, TornCommitKeepsThePreviousState) {
+  TempDir dir;
+  const std::string path = dir.File("s.img");
+  const Superblock sb = *Store::Format(path, {.size_bytes = 16 * kMiB});
+  std::vector<Extent> free_old, free_new;
+  {
+    auto s = OpenRw(path);
+    (void)*s->allocator().Allocate(3);
+    s->SetRecord(kRecordSequenceIndex, {1, std::vector<uint8_t>(9000, 0x11)});
+    ASSERT_TRUE(s->Commit().ok());  // sequence 2, slot B; slot A (sequence 1) is the older
+    free_old = s->allocator().FreeExtents();
+  }
+  const uint64_t slot_a = sb.meta_slot_offset_bytes[0];
+  const std::string before = ReadAll(path).substr(slot_a, 64 * 1024);
+  {
+    auto s = OpenRw(path);
+    (void)*s->allocator().Allocate(5);
+    s->SetRecord(kRecordSequenceIndex, {1, std::vector<uint8_t>(12000, 0x22)});
+    ASSERT_TRUE(s->Commit().ok());  // sequence 3 into slot A
+    ASSERT_EQ(s->active_slot(), 0);
+    free_new = s->allocator().FreeExtents();
+  }
+  const std::string after = ReadAll(path).substr(slot_a, 64 * 1024);
+  const uint64_t written = AlignUp(kSlotHeaderBytes + 16 + 24 + 16 * free_new.size() + 16 + 12000,
+                                   sb.block_bytes);
+  for (uint64_t sectors = 0; sectors * 512 <= written; ++sectors) {
+    SCOPED_TRACE("torn after " + std::to_string(sectors) + " sectors");
+    WriteAt(path, slot_a, before);
+    WriteAt(path, slot_a, after.substr(0, sectors * 512));
+    auto s = Store::Open(path, {});
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    const bool complete = sectors * 512 >= written;
+    EXPECT_EQ((*s)->sequence(), complete ? 3u : 2u);
+    EXPECT_EQ((*s)->allocator().FreeExtents(), complete ? free_new : free_old);
+    EXPECT_EQ((*s)->FindRecord(kRecordSequenceIndex)->bytes.size(), complete ? 12000u : 9000u);
+  }
+}
+
 TEST(StoreTest, OpenWritesNothingAndReadOnlyCannotCommit) {
   TempDir dir;
   const std::string path = dir.File("s.img");

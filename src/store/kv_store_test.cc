@@ -278,6 +278,49 @@ TEST(KvStoreTest, InjectedReadErrorFailsCleanly) {
   }
 }
 
+// A prefetcher keeps several batches in flight (one per layer ahead) and polls them in its own
+// order: each batch delivers exactly its own chunks, whichever batch's Poll reaped them.
+TEST(KvStoreTest, ManyBatchesInFlightDeliverOnlyTheirOwnChunks) {
+  TempDir dir;
+  // Small staging: later batches overflow the arena onto heap buffers.
+  auto f = KvFixture::Create(dir.File("s.img"), 64 * kMiB,
+                             {.max_request_bytes = 8192, .read_staging_bytes = 64 * 1024});
+  ASSERT_TRUE(f);
+  std::mt19937_64 rng(14);
+  KvGeometry g = Geo(6, 512);
+  SeqId id = f->kv().CreateSequence(g, "m").value();
+  RefSequence ref(g);
+  for (uint32_t l = 0; l < g.n_layer; ++l) {
+    ASSERT_TRUE(AppendRandom(f->kv(), id, ref, l, 300 + l, rng).ok());
+    ASSERT_TRUE(f->kv().SetChunkPath(id, l, 0, 32, l % 2 ? KvPath::kPage : KvPath::kDirect).ok());
+  }
+  ASSERT_TRUE(f->kv().Commit().ok());
+  std::vector<std::unique_ptr<KvReadBatch>> batches;
+  for (uint32_t l = 0; l < g.n_layer; ++l) {
+    KvRange r{id, l, 3, ref.n_tokens(l)};
+    Result<std::unique_ptr<KvReadBatch>> b = f->kv().StartRead({&r, 1});
+    ASSERT_TRUE(b.ok());
+    batches.push_back(std::move(b).value());
+  }
+  const uint64_t row = g.row_bytes();
+  for (int l = static_cast<int>(g.n_layer) - 1; l >= 0; --l) {
+    uint64_t tokens = 0;
+    while (!batches[l]->done()) {
+      Result<size_t> n = batches[l]->Poll(true, [&](const KvChunkView& c) {
+        ASSERT_EQ(c.layer, static_cast<uint32_t>(l));
+        ASSERT_EQ(0, std::memcmp(c.k, ref.k[l].data() + c.token_begin * row, c.n_tokens * row));
+        ASSERT_EQ(0, std::memcmp(c.v, ref.v[l].data() + c.token_begin * row, c.n_tokens * row));
+        tokens += c.n_tokens;
+      });
+      ASSERT_TRUE(n.ok()) << n.status().ToString();
+    }
+    EXPECT_EQ(tokens, ref.n_tokens(l) - 3);
+    EXPECT_EQ(batches[l]->pending_chunks(), 0u);
+  }
+  EXPECT_GT(f->kv().stats().read_requests_page, 0u);
+  EXPECT_GT(f->kv().stats().read_requests_direct, 0u);
+}
+
 TEST(KvStoreTest, BadArgumentsAreClearErrors) {
   TempDir dir;
   auto f = KvFixture::Create(dir.File("s.img"), 64 * kMiB);

@@ -194,6 +194,8 @@ class KvStore {
   virtual Result<KvChunkLocation> ChunkLocation(SeqId seq, uint32_t layer, uint64_t chunk) const = 0;
 
   // Waits for every write in flight. The first write error since the last Flush is returned.
+  // A chunk whose write failed is not retried: Commit fails (so no index names it) and reads of
+  // it fail the checksum (Corruption) until the sequence is dropped or the store reopened.
   virtual Status Flush() = 0;
   // Makes every sequence durable as described in the file comment.
   virtual Status Commit() = 0;

@@ -321,6 +321,32 @@ TEST(KvStoreTest, ManyBatchesInFlightDeliverOnlyTheirOwnChunks) {
   EXPECT_GT(f->kv().stats().read_requests_direct, 0u);
 }
 
+// A commit whose chunk writes fail reports the injected error and commits nothing: a restart
+// finds the previous committed state, bytes and all.
+TEST(KvStoreTest, FailedWritesLeaveThePreviousCommitReadable) {
+  TempDir dir;
+  FaultInjector inj(FaultOptions{.seed = 4, .eio_rate = 1.0});
+  inj.set_enabled(false);
+  auto f = KvFixture::Create(dir.File("s.img"), 64 * kMiB, {.fault_hook = &inj});
+  ASSERT_TRUE(f);
+  std::mt19937_64 rng(15);
+  SeqId id = f->kv().CreateSequence(Geo(), "m").value();
+  RefSequence ref(Geo());
+  ASSERT_TRUE(AppendRandom(f->kv(), id, ref, 0, 40, rng).ok());
+  ASSERT_TRUE(f->kv().Commit().ok());
+  inj.set_enabled(true);
+  RefSequence ignored = ref;
+  ASSERT_TRUE(AppendRandom(f->kv(), id, ignored, 0, 50, rng).ok());
+  ASSERT_TRUE(AppendRandom(f->kv(), id, ignored, 1, 20, rng).ok());
+  Status st = f->kv().Commit();
+  ASSERT_FALSE(st.ok());
+  EXPECT_TRUE(st.injected()) << st.ToString();
+  inj.set_enabled(false);
+  ASSERT_TRUE(f->Reopen().ok());
+  EXPECT_EQ(f->kv().Describe(id)->n_tokens, (std::vector<uint64_t>{40, 0}));
+  ExpectAll(f->kv(), id, ref);
+}
+
 TEST(KvStoreTest, BadArgumentsAreClearErrors) {
   TempDir dir;
   auto f = KvFixture::Create(dir.File("s.img"), 64 * kMiB);

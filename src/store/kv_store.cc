@@ -334,9 +334,8 @@ Status KvStoreImpl::WaitForWrites(const LayerState& l, uint64_t begin, uint64_t 
 
 Status KvStoreImpl::Flush() {
   while (!inflight_writes_.empty()) DB_RETURN_IF_ERROR(ReapSome(1));
-  Status st = write_error_;
-  write_error_ = Status::OK();
-  return st;
+  // Sticky: committing after a lost chunk write would name bytes that never reached the disk.
+  return write_error_;
 }
 
 Status KvStoreImpl::WriteTails() {

@@ -193,9 +193,9 @@ class KvStore {
   virtual Status Prefetch(const KvRange& range) = 0;
   virtual Result<KvChunkLocation> ChunkLocation(SeqId seq, uint32_t layer, uint64_t chunk) const = 0;
 
-  // Waits for every write in flight. The first write error since the last Flush is returned.
-  // A chunk whose write failed is not retried: Commit fails (so no index names it) and reads of
-  // it fail the checksum (Corruption) until the sequence is dropped or the store reopened.
+  // Waits for every write in flight and returns the first write error. A failed chunk write is
+  // not retried and is sticky: every later Flush, Commit and Drop returns it (so no index ever
+  // names the lost chunk); reopening the store goes back to the last committed state.
   virtual Status Flush() = 0;
   // Makes every sequence durable as described in the file comment.
   virtual Status Commit() = 0;

@@ -342,6 +342,7 @@ TEST(KvStoreTest, FailedWritesLeaveThePreviousCommitReadable) {
   ASSERT_FALSE(st.ok());
   EXPECT_TRUE(st.injected()) << st.ToString();
   inj.set_enabled(false);
+  EXPECT_FALSE(f->kv().Commit().ok());  // sticky: the lost chunks must never be committed
   ASSERT_TRUE(f->Reopen().ok());
   EXPECT_EQ(f->kv().Describe(id)->n_tokens, (std::vector<uint64_t>{40, 0}));
   ExpectAll(f->kv(), id, ref);

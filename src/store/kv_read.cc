@@ -145,6 +145,7 @@ Status ReadBatchImpl::Plan(std::span<const KvRange> ranges) {
                                      std::to_string(r.layer));
     }
     s->last_use_unix_s = static_cast<uint64_t>(time(nullptr));
+    if (r.token_begin == r.token_end) continue;  // nothing to deliver, not even an empty chunk
     const uint64_t ct = s->layout.geometry.chunk_tokens;
     const uint64_t row = s->layout.geometry.row_bytes();
     const uint64_t part = s->layout.chunk_part_bytes();

@@ -50,6 +50,10 @@ TEST(KvStoreTest, AppendAndReadTailAndChunksOnBothPaths) {
     for (uint32_t l = 0; l < 2; ++l) ASSERT_TRUE(AppendRandom(f->kv(), *id, ref, l, 37, rng).ok());
     ExpectAll(f->kv(), *id, ref);
     ExpectRange(f->kv(), *id, ref, 1, 5, 33);
+    KvRange empty{*id, 1, 5, 5};
+    int calls = 0;
+    ASSERT_TRUE(f->kv().ReadChunks({&empty, 1}, [&](const KvChunkView&) { ++calls; }).ok());
+    EXPECT_EQ(calls, 0);
     ASSERT_TRUE(f->kv().Flush().ok());
     std::map<KvSource, int> sources;
     KvRange r{*id, 0, 0, 37};

@@ -18,5 +18,6 @@ void AddInfoCommand(CLI::App& app, int* exit_code);
 void AddIobenchCommand(CLI::App& app, int* exit_code);
 void AddMkmodelCommand(CLI::App& app, int* exit_code);
 void AddRunCommand(CLI::App& app, int* exit_code);
+void AddBenchCommand(CLI::App& app, int* exit_code);
 
 }  // namespace dualblade::cli

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   dualblade::cli::AddIobenchCommand(app, &exit_code);
   dualblade::cli::AddMkmodelCommand(app, &exit_code);
   dualblade::cli::AddRunCommand(app, &exit_code);
+  dualblade::cli::AddBenchCommand(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

@@ -1,0 +1,197 @@
+#include "bench/trace_bench.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "bench/cgroup_runner.h"
+#include "common/aligned_buffer.h"
+#include "common/units.h"
+#include "store/store.h"
+
+namespace dualblade {
+
+namespace {
+
+std::string ShellQuote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+Result<double> MeasureIobenchPeak(const std::vector<std::string>& argv, const std::string& store) {
+  if (argv.empty()) return Status::InvalidArgument("no iobench command to measure the peak with");
+  std::string cmd;
+  for (const std::string& a : argv) cmd += ShellQuote(a) + " ";
+  cmd += ShellQuote(store) + " 2>&1";
+  FILE* f = ::popen(cmd.c_str(), "r");
+  if (f == nullptr) return ErrnoStatus("running " + argv[0], errno);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) out.append(buf, n);
+  const int rc = ::pclose(f);
+  nlohmann::json j = nlohmann::json::parse(out, nullptr, /*allow_exceptions=*/false);
+  if (rc != 0 || j.is_discarded() || !j.contains("bytes_per_s") || !j["bytes_per_s"].is_number())
+    return Status::IOError("measuring the iobench peak of " + store + " failed: " + out);
+  return j["bytes_per_s"].get<double>();
+}
+
+TracePoint RunPoint(const TraceBenchOptions& opts, KvPolicy policy, uint64_t budget,
+                    double peak, Status* fatal) {
+  TracePoint p;
+  p.policy = policy;
+  p.budget_bytes = budget;
+  TraceReplayOptions ro = opts.replay;
+  ro.placement.policy = policy;
+  ro.budget_bytes = budget;
+  CgroupRunOptions co;
+  co.memory_limit_bytes = budget;
+  co.drop_cache_paths = {ro.store_path};
+  co.parent_dir = opts.cgroup_parent_dir;
+  co.timeout_ms = opts.point_timeout_ms;
+  auto run = RunFunctionInMemoryCgroupWithReport(co, [&ro](std::string* report) {
+    Result<TraceReplayResult> r = RunTraceReplay(ro);
+    *report = r.ok() ? TraceReplayResultToJson(*r) : "error: " + r.status().message();
+    return r.ok() ? 0 : 1;
+  });
+  if (!run.ok()) {
+    *fatal = run.status();
+    return p;
+  }
+  p.peak_mem_bytes = run->peak_bytes;
+  p.wall_ms = run->wall_ms;
+  if (run->oom_killed) {
+    p.oom = true;
+    return p;
+  }
+  if (run->timed_out) {
+    p.error = "timed out after " + std::to_string(opts.point_timeout_ms / 1000) + " s";
+    return p;
+  }
+  if (!run->exited || run->exit_code != 0) {
+    p.error = run->child_report.rfind("error: ", 0) == 0 ? run->child_report.substr(7)
+                                                          : "the replay died: " + run->ToString();
+    return p;
+  }
+  Result<TraceReplayResult> r = TraceReplayResultFromJson(run->child_report);
+  if (!r.ok()) {
+    p.error = r.status().message();
+    return p;
+  }
+  p.r = std::move(r).value();
+  if (peak > 0 && p.r.decode_total_ms > 0)
+    p.ssd_bw_fraction =
+        static_cast<double>(p.r.device_read_bytes) / (p.r.decode_total_ms * 1e-3) / peak;
+  return p;
+}
+
+}  // namespace
+
+Status PrepareTraceStore(const std::string& path, uint64_t size_bytes, bool* created) {
+  *created = false;
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) return Status::OK();
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) {
+    std::filesystem::create_directories(parent, ec);
+    if (ec) return Status::IOError("cannot create " + parent.string() + ": " + ec.message());
+  }
+  store::FormatOptions fo;
+  fo.size_bytes = size_bytes;
+  DB_RETURN_IF_ERROR(store::Store::Format(path, fo).status());
+  *created = true;
+  // Write the data area once (it holds nothing yet): fallocated extents are "unwritten", and a
+  // filesystem answers reads of those with zeros without touching the device.
+  store::StoreOpenOptions so;
+  so.read_only = false;
+  DB_ASSIGN_OR_RETURN(std::unique_ptr<store::Store> st, store::Store::Open(path, so));
+  const store::DataArea area = st->data_area();
+  constexpr uint64_t kStepBytes = 4 * kMiB;
+  AlignedBuffer buf(kStepBytes);
+  for (uint64_t i = 0; i < kStepBytes; ++i) buf.data()[i] = static_cast<uint8_t>(i * 131 + 7);
+  for (uint64_t off = 0; off < area.len_bytes; off += kStepBytes) {
+    const uint64_t len = std::min(kStepBytes, area.len_bytes - off);
+    DB_RETURN_IF_ERROR(st->device().PwriteDirect(
+        area.offset_bytes + off, std::span<const uint8_t>(buf.data(), len)));
+  }
+  return st->device().Sync();
+}
+
+TraceRatios ComputeTraceRatios(const std::vector<TracePoint>& points) {
+  std::map<uint64_t, std::map<KvPolicy, const TracePoint*>> by_budget;
+  for (const TracePoint& p : points)
+    if (p.ok()) by_budget[p.budget_bytes][p.policy] = &p;
+  TraceRatios r;
+  auto min_opt = [](std::optional<double>& acc, double v) { acc = acc ? std::min(*acc, v) : v; };
+  auto max_opt = [](std::optional<double>& acc, double v) { acc = acc ? std::max(*acc, v) : v; };
+  bool tightest_done = false;
+  for (auto& [budget, pol] : by_budget) {
+    auto dual = pol.find(KvPolicy::kDual);
+    if (dual == pol.end()) continue;
+    const TraceReplayResult& d = dual->second->r;
+    auto pc = pol.find(KvPolicy::kPageCache);
+    auto di = pol.find(KvPolicy::kDirect);
+    if (pc != pol.end()) {
+      const TraceReplayResult& c = pc->second->r;
+      if (c.decode_step_ms_p50 > 0) min_opt(r.decode_dual_vs_pagecache_best,
+                                            d.decode_step_ms_p50 / c.decode_step_ms_p50);
+      if (c.prefill_ms > 0) min_opt(r.prefill_dual_vs_pagecache_best, d.prefill_ms / c.prefill_ms);
+      if (!tightest_done && pc->second->ssd_bw_fraction > 0) {
+        r.ssd_util_dual_vs_pagecache_tightest =
+            dual->second->ssd_bw_fraction / pc->second->ssd_bw_fraction;
+        tightest_done = true;
+      }
+    }
+    double best_single = 0;
+    if (pc != pol.end()) best_single = pc->second->r.decode_step_ms_p50;
+    if (di != pol.end() && (best_single == 0 || di->second->r.decode_step_ms_p50 < best_single))
+      best_single = di->second->r.decode_step_ms_p50;
+    if (best_single > 0) max_opt(r.dual_vs_best_single_worst, d.decode_step_ms_p50 / best_single);
+  }
+  return r;
+}
+
+Result<TraceBenchReport> RunTraceBench(const TraceBenchOptions& opts,
+                                       const std::function<void(const TracePoint&)>& progress) {
+  DB_RETURN_IF_ERROR(opts.replay.shape.Validate());
+  if (opts.policies.empty()) return Status::InvalidArgument("--policies lists no policy");
+  if (opts.budgets_bytes.empty()) return Status::InvalidArgument("--budgets lists no budget");
+  if (auto why = CgroupRunnerUnavailableReason(opts.cgroup_parent_dir))
+    return Status::NotSupported("the trace benchmark confines each run to a memory cgroup, and "
+                                "none can be created here: " + *why);
+  TraceBenchReport rep;
+  rep.store_path = opts.replay.store_path;
+  {
+    DB_ASSIGN_OR_RETURN(std::unique_ptr<store::Store> st,
+                        store::Store::Open(rep.store_path, store::StoreOpenOptions{}));
+    rep.device = st->device().info().disk_name;
+  }
+  rep.iobench_peak_bytes_per_s = opts.iobench_peak_bytes_per_s;
+  if (rep.iobench_peak_bytes_per_s <= 0) {
+    DB_ASSIGN_OR_RETURN(rep.iobench_peak_bytes_per_s,
+                        MeasureIobenchPeak(opts.iobench_argv, rep.store_path));
+  }
+  // Budgets outer, policies inner: drift of a shared machine over the run then spreads over
+  // every policy alike instead of favouring whichever ran first.
+  for (uint64_t budget : opts.budgets_bytes) {
+    for (KvPolicy policy : opts.policies) {
+      Status fatal;
+      TracePoint p = RunPoint(opts, policy, budget, rep.iobench_peak_bytes_per_s, &fatal);
+      DB_RETURN_IF_ERROR(fatal);
+      if (progress) progress(p);
+      rep.points.push_back(std::move(p));
+    }
+  }
+  rep.ratios = ComputeTraceRatios(rep.points);
+  return rep;
+}
+
+}  // namespace dualblade

@@ -5,6 +5,7 @@
 # ratio; the target is iobench >= 0.95x fio at every point.
 #
 #   bench/iobench_vs_fio.sh [STORE] [--size 2G] [--seconds 5] [--repeat 3] [--bin PATH] [--md FILE]
+#                           [--iobench-args "--plain-buffers"]
 #
 # STORE defaults to ./dualblade-data/iobench-vs-fio.store; a missing one is created with
 # `dualblade format --size`. An existing store must be one dualblade formatted; its data area is
@@ -20,6 +21,7 @@ SECS=5
 REPEAT=3
 BIN=${DUALBLADE:-}
 MD=""
+EXTRA=""
 BLOCK_SIZES="128K 1M"
 QUEUE_DEPTHS="1 8 32"
 
@@ -32,7 +34,8 @@ while [ $# -gt 0 ]; do
     --repeat) REPEAT=$2; shift 2 ;;
     --bin) BIN=$2; shift 2 ;;
     --md) MD=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --iobench-args) EXTRA=$2; shift 2 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown option $1" ;;
     *) STORE=$1; shift ;;
   esac
@@ -76,7 +79,7 @@ PRIO=""
 if [ "$(id -u)" = "0" ]; then PRIO="nice -n -10"; fi
 
 iobench_bw() {  # bs qd
-  $PRIO "$BIN" iobench "$STORE" --rw read --bs "$1" --qd "$2" --seconds "$SECS" --json | json_num bytes_per_s
+  $PRIO "$BIN" iobench "$STORE" --rw read --bs "$1" --qd "$2" --seconds "$SECS" --json $EXTRA | json_num bytes_per_s
 }
 fio_bw() {  # bs qd
   $PRIO fio --name=read --filename="$STORE" --direct=1 --ioengine=io_uring --rw=read --bs="$1" \
@@ -86,7 +89,7 @@ fio_bw() {  # bs qd
 median() { sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 gbps() { awk -v b="$1" 'BEGIN {printf "%.2f GB/s", b/1e9}'; }
 
-CMDLINE="bench/iobench_vs_fio.sh $STORE --seconds $SECS --repeat $REPEAT"
+CMDLINE="bench/iobench_vs_fio.sh $STORE --seconds $SECS --repeat $REPEAT${EXTRA:+ --iobench-args \"$EXTRA\"}"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 {

@@ -205,9 +205,10 @@ void AddIobenchCommand(CLI::App& app, int* exit_code) {
                           {"len_bytes", r.range_len_bytes}};
       std::printf("%s\n", j.dump().c_str());
     } else {
-      std::printf("%s: sequential %s, %s requests, queue depth %u, %s engine, %.1f s\n",
+      std::printf("%s: sequential %s, %s requests, queue depth %u, %s engine%s, %.1f s\n",
                   args->store.c_str(), args->rw.c_str(), FormatBytes(bs).c_str(), args->qd,
-                  r.engine.c_str(), r.elapsed_s);
+                  r.engine.c_str(), r.registered_buffers ? " (registered buffers)" : "",
+                  r.elapsed_s);
       std::printf("  bandwidth %s, %.0f IOPS, %s moved over %s from offset %llu (device %s)\n",
                   FormatBandwidth(bw).c_str(), iops, FormatBytes(r.bytes).c_str(),
                   FormatBytes(r.range_len_bytes).c_str(),

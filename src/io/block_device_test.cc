@@ -280,5 +280,28 @@ TEST(BlockDeviceLoopTest, ReadOnlyLoopDeviceOpenedForWritingIsRefused) {
       << dev.status().ToString();
 }
 
+TEST(BlockDeviceLoopTest, PartitionResolvesToItsDisk) {
+  DB_LOOP_DEVICE_OR_SKIP(loop, 16 * kMiB);
+  // One partition from 1 MiB to 9 MiB, then the kernel is told about it.
+  std::string out;
+  if (RunCommand("echo 'start=2048, size=16384' | sfdisk -q " + loop.device(), &out) != 0)
+    GTEST_SKIP() << "sfdisk failed: " << out;
+  const std::string part = loop.device() + "p1";
+  if (RunCommand("partx -a " + loop.device() + " && udevadm settle; test -b " + part, &out) != 0)
+    GTEST_SKIP() << "the kernel did not create " << part << ": " << out;
+  {
+    auto dev = BlockDevice::Open(part, {});
+    ASSERT_TRUE(dev.ok()) << dev.status().ToString();
+    EXPECT_TRUE((*dev)->info().is_block_device);
+    EXPECT_EQ((*dev)->info().size_bytes, 8 * kMiB);
+    EXPECT_EQ("/dev/" + (*dev)->info().disk_name, loop.device());  // the parent, not "loopNp1"
+    EXPECT_GT((*dev)->info().max_transfer_bytes, 0u);
+    // The whole disk is claimed while one of its partitions is open for writing.
+    auto whole = BlockDevice::Open(loop.device(), {});
+    EXPECT_TRUE(whole.status().IsBusy()) << whole.status().ToString();
+  }
+  RunCommand("partx -d " + loop.device());
+}
+
 }  // namespace
 }  // namespace dualblade

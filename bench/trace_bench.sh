@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The KV-trace benchmark on the target shape of the dual-path work: 16 layers, 8 KV heads of 64,
+# f16, 16K tokens = 512 MiB of KV, against budgets from 128 MiB to 1 GiB, for the dual,
+# pagecache and direct policies. Every point runs in its own memory cgroup (needs root or a
+# delegated cgroup). Writes trace_bench.json and trace_bench.md into OUT_DIR (default
+# ./bench-results) and prints the ratios last.
+#
+#   bench/trace_bench.sh [BUILD_DIR] [extra bench flags...]
+#
+# GEN (decode steps, default 8) and COMPUTE_US (busy compute per layer, default 0) and PREFETCH
+# (default 0) may be set in the environment. The store is dualblade-data/trace.store (created
+# and written once on first use; 1 GiB).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+build="${1:-$root/build}"
+shift || true
+bin="$build/src/cli/dualblade"
+[[ -x "$bin" ]] || { echo "no dualblade binary at $bin (build first)" >&2; exit 1; }
+out="${OUT_DIR:-$root/bench-results}"
+mkdir -p "$out"
+cmd=("$bin" bench --trace --layers 16 --kv-heads 8 --head-dim 64 --ctx 16384
+     --gen "${GEN:-8}" --compute-us-per-layer "${COMPUTE_US:-0}"
+     --prefetch-depth "${PREFETCH:-0}"
+     --budgets 128M,256M,512M,768M,1G --policies dual,pagecache,direct
+     --json "$out/trace_bench.json" --md "$out/trace_bench.md" "$@")
+echo "+ ${cmd[*]}"
+cd "$root"
+"${cmd[@]}"

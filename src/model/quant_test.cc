@@ -1,6 +1,7 @@
 // Tensor-type tests: half/bfloat conversions against the compiler's IEEE types, quantization
 // bit-exact with the files llama.cpp wrote, dequantization of every reference model type against
 // the f32 model within the type's quantization error.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>

@@ -1,5 +1,6 @@
 #include "model/quantize.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 

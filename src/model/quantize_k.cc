@@ -3,6 +3,7 @@
 // sub-block, a least-squares fit of scale (and min) over a small grid of candidate scales; then
 // the sub-block scales themselves quantized to 6 or 8 bits against the super-block's d. The float
 // expressions keep ggml's operand order so the output bytes are identical.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 

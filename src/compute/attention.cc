@@ -51,13 +51,14 @@ void ChunkedAttention::Add(int chunk_index, int64_t token_begin, int n_tokens, K
     kf = k_f32_.data();
     vf = v_f32_.data();
   }
-  Partial p;
-  ComputePartial(token_begin, n_tokens, kf, vf, &p);
   if (chunk_index != next_chunk_) {
+    Partial p;
+    ComputePartial(token_begin, n_tokens, kf, vf, &p);
     early_.emplace(chunk_index, std::move(p));
     return;
   }
-  Merge(p);
+  ComputePartial(token_begin, n_tokens, kf, vf, &scratch_);
+  Merge(scratch_);
   ++next_chunk_;
   for (auto it = early_.find(next_chunk_); it != early_.end(); it = early_.find(next_chunk_)) {
     Merge(it->second);
@@ -106,7 +107,9 @@ void ChunkedAttention::ComputePartial(int64_t token_begin, int n_tokens, const f
   };
   const int64_t n_pairs = static_cast<int64_t>(n_q_) * shape_.n_head;
   if (pool_ != nullptr) {
-    pool_->ParallelFor(n_pairs, work);
+    // Same reasoning as the matmul grain: small slices cost more to hand out than to run.
+    const int64_t work_per_pair = std::max<int64_t>(1, int64_t(n_tokens) * head_dim * 2);
+    pool_->ParallelFor(n_pairs, work, std::max<int64_t>(1, (1 << 15) / work_per_pair));
   } else {
     work(0, n_pairs, 0);
   }

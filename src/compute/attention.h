@@ -68,6 +68,7 @@ class ChunkedAttention {
   int next_chunk_ = 0;
   std::map<int, Partial> early_;  // chunks that arrived before their predecessors
   std::vector<float> k_f32_, v_f32_;
+  Partial scratch_;  // partial of an in-order chunk, reused
 };
 
 // Plain reference: full softmax over keys [0, n_kv) in F32 and double sums. For tests.

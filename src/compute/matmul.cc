@@ -17,6 +17,14 @@ namespace {
 // stays in L2 while every token of the batch streams past it.
 constexpr int64_t kTileRows = 64;
 
+// A parallel slice should carry at least this many multiply-adds: below that, waking and waiting
+// for another thread (microseconds, far more on a busy machine) costs more than it saves.
+constexpr int64_t kMinMacsPerSlice = 1 << 15;
+
+int64_t MinRowsPerSlice(int64_t n_in, int64_t n_tokens) {
+  return std::max<int64_t>(1, kMinMacsPerSlice / std::max<int64_t>(1, n_in * n_tokens));
+}
+
 // Our pool parallelizes over weight rows; OpenBLAS must not start threads of its own under it.
 void SingleThreadedBlas() {
   static std::once_flag once;
@@ -108,7 +116,7 @@ void Matmul::RunQuantized(const WeightMatrix& w, const float* x, int64_t n_token
     }
   };
   if (pool != nullptr) {
-    pool->ParallelFor(w.n_out, work, 16);
+    pool->ParallelFor(w.n_out, work, MinRowsPerSlice(w.n_in, n_tokens));
   } else {
     work(0, w.n_out, 0);
   }
@@ -135,7 +143,7 @@ void Matmul::RunF32Rows(const WeightMatrix& w, const float* x, int64_t n_tokens,
     }
   };
   if (pool != nullptr) {
-    pool->ParallelFor(w.n_out, work, 16);
+    pool->ParallelFor(w.n_out, work, MinRowsPerSlice(w.n_in, n_tokens));
   } else {
     work(0, w.n_out, 0);
   }

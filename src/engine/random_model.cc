@@ -84,7 +84,9 @@ void BuildVocab(int64_t n_vocab, std::vector<std::string>* tokens, std::vector<f
       add(s, score, 1);
       score -= 1.0f;
       if (static_cast<int64_t>(tokens->size()) >= n_vocab) break;
-      add(kSpace + s, score, 1);
+      std::string spaced = kSpace;  // not kSpace + s: GCC 12 warns falsely (-Wrestrict) on it
+      spaced.append(s);
+      add(std::move(spaced), score, 1);
       score -= 1.0f;
     }
     if (frontier.size() == 94 && frontier[0].size() == 1 &&
@@ -95,7 +97,10 @@ void BuildVocab(int64_t n_vocab, std::vector<std::string>* tokens, std::vector<f
     std::vector<std::string> next;  // longer pieces over lowercase letters
     for (const std::string& s : frontier) {
       if (s.find_first_not_of("abcdefghijklmnopqrstuvwxyz") != std::string::npos) continue;
-      for (char ch = 'a'; ch <= 'z'; ++ch) next.push_back(s + ch);
+      for (char ch = 'a'; ch <= 'z'; ++ch) {
+        next.push_back(s);
+        next.back().push_back(ch);
+      }
       if (next.size() > static_cast<size_t>(n_vocab)) break;
     }
     frontier = std::move(next);

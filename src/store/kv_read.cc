@@ -25,18 +25,18 @@ const char* KvSourceName(KvSource s) {
 }
 
 Staging KvStoreImpl::TakeStaging(uint64_t size_bytes) {
-  if (arena_.data() == nullptr) {
-    slot_bytes_ = 2 * max_request_bytes_;
+  if (slot_bytes_ == 0) slot_bytes_ = 2 * max_request_bytes_;
+  if (size_bytes <= slot_bytes_ && free_slots_.empty() && arenas_.size() < kMaxStagingArenas) {
     const uint64_t n = std::max<uint64_t>(1, opts_.read_staging_bytes / slot_bytes_);
-    arena_ = IoBuffer(n * slot_bytes_);
-    for (uint64_t i = n; i-- > 0;) free_slots_.push_back(static_cast<int>(i));
+    arenas_.emplace_back(n * slot_bytes_);
+    for (uint64_t i = n; i-- > 0;) free_slots_.push_back(arenas_.back().data() + i * slot_bytes_);
   }
   Staging s;
   s.bytes = size_bytes;
   if (size_bytes <= slot_bytes_ && !free_slots_.empty()) {
-    s.slot = free_slots_.back();
+    s.data = free_slots_.back();
+    s.from_arena = true;
     free_slots_.pop_back();
-    s.data = arena_.data() + static_cast<uint64_t>(s.slot) * slot_bytes_;
   } else {
     s.heap = AlignedBuffer(size_bytes);
     s.data = s.heap.data();
@@ -45,7 +45,7 @@ Staging KvStoreImpl::TakeStaging(uint64_t size_bytes) {
 }
 
 void KvStoreImpl::ReturnStaging(Staging& s) {
-  if (s.slot >= 0) free_slots_.push_back(s.slot);
+  if (s.from_arena) free_slots_.push_back(s.data);
   s = Staging();
 }
 

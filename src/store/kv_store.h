@@ -50,9 +50,10 @@ struct KvStoreOptions {
   uint32_t queue_depth = 64;
   // Largest coalesced read request; 0 = the device's max transfer (1 MiB when unknown).
   uint64_t max_request_bytes = 0;
-  // Staging memory for reads in flight: the store maps this much (huge pages) at its first read,
-  // and one batch holds at most this much at once; further chunks are submitted as earlier ones
-  // are consumed. Batches beyond it (or runs larger than a slot) use heap buffers.
+  // Staging memory for reads in flight: one batch holds at most this much at once; further chunks
+  // are submitted as earlier ones are consumed. The store maps it in arenas of this size (huge
+  // pages) as batches in flight need them, up to 8 arenas, kept for reuse until it closes; beyond
+  // that (or for runs larger than a slot) batches use heap buffers.
   uint64_t read_staging_bytes = 32ull << 20;
   // Chunk-write buffers in flight at once; Append waits for completions beyond it.
   uint64_t write_inflight_bytes = 64ull << 20;

@@ -32,12 +32,12 @@ struct ChunkMeta {
   uint64_t v_hash = 0;
 };
 
-// Staging memory for one read unit: a slot of the store's huge-page arena, or a heap buffer when
-// every slot is taken or the unit is larger than a slot.
+// Staging memory for one read unit: a slot of the store's huge-page arenas, or a heap buffer
+// when the arenas are at their cap or the unit is larger than a slot.
 struct Staging {
   uint8_t* data = nullptr;
   uint64_t bytes = 0;
-  int slot = -1;
+  bool from_arena = false;
   AlignedBuffer heap;
 };
 
@@ -169,13 +169,16 @@ class KvStoreImpl final : public KvStore {
   Status write_error_;
   KvStoreStats stats_;
   std::vector<IoRequest*> reaped_;
-  // Read staging arena, mapped at the first read: read_staging_bytes in slots of
-  // 2 * max_request_bytes (one coalesced K run and its V run), each inside one huge page where the
-  // slot is 2 MiB, so a 1 MiB request is one physically contiguous segment instead of 256 pages
-  // (virtio-blk takes 254 segments per command and would split it).
-  IoBuffer arena_;
+  // Read staging arenas of read_staging_bytes each, in slots of 2 * max_request_bytes (one
+  // coalesced K run and its V run) on huge pages, so a 1 MiB request is a few physically
+  // contiguous segments instead of 256 pages (virtio-blk takes 254 segments per command and would
+  // split it). The first is mapped at the first read; another whenever every slot is taken (a
+  // prefetcher with several batches in flight), up to kMaxStagingArenas; they stay mapped for
+  // reuse until the KvStore closes.
+  static constexpr size_t kMaxStagingArenas = 8;
+  std::vector<IoBuffer> arenas_;
   uint64_t slot_bytes_ = 0;
-  std::vector<int> free_slots_;
+  std::vector<uint8_t*> free_slots_;
 };
 
 // The sequence index record (metadata record kRecordSequenceIndex). Encode writes every sequence

@@ -2,6 +2,8 @@
 #include "io/io_engine.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string_view>
 
 #include "common/aligned_buffer.h"
 #include "common/log.h"
@@ -98,7 +100,15 @@ Result<std::unique_ptr<IoEngine>> CreateIoEngine(const BlockDevice* dev,
     return Status::InvalidArgument("queue depth must be between 1 and 4096, not " +
                                    std::to_string(opts.queue_depth));
   if (!opts.force_threadpool) {
-    auto uring = io_internal::NewIoUringEngine(dev, opts);
+    // DUALBLADE_NO_IO_URING takes the same fallback path as a refused io_uring: for sandboxes
+    // whose io_uring misbehaves rather than fails, and for testing the fallback itself.
+    const char* no_uring = std::getenv("DUALBLADE_NO_IO_URING");
+    const bool disabled =
+        no_uring != nullptr && *no_uring != '\0' && std::string_view(no_uring) != "0";
+    Result<std::unique_ptr<IoEngine>> uring =
+        disabled ? Result<std::unique_ptr<IoEngine>>(
+                       Status::NotSupported("disabled by DUALBLADE_NO_IO_URING"))
+                 : io_internal::NewIoUringEngine(dev, opts);
     if (uring.ok()) return std::move(uring).value();
     DB_LOG_INFO("io_uring is unavailable (%s); using the thread-pool engine",
                 uring.status().message().c_str());

@@ -105,7 +105,8 @@ class IoEngine {
 };
 
 // Creates the io_uring engine, or the thread-pool engine when io_uring is refused (the reason is
-// logged at info level) or opts.force_threadpool is set. The device must outlive the engine.
+// logged at info level), when the environment sets DUALBLADE_NO_IO_URING (to anything but "" or
+// "0"), or when opts.force_threadpool is set. The device must outlive the engine.
 Result<std::unique_ptr<IoEngine>> CreateIoEngine(const BlockDevice* dev, const IoEngineOptions& opts);
 
 }  // namespace dualblade

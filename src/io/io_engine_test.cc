@@ -2,6 +2,8 @@
 // preallocated file and a real loop device).
 #include "io/io_engine.h"
 
+#include <stdlib.h>
+
 #include <algorithm>
 #include <cstring>
 #include <map>
@@ -371,6 +373,28 @@ TEST_P(IoEngineTest, RegisteredBufferRoundTrip) {
   EXPECT_EQ(std::memcmp(reg.data(), reg.data() + 2 * kMiB, 2 * kMiB), 0);
   EXPECT_EQ(std::memcmp(outside.data(), back.data(), back.size()), 0);
   EXPECT_EQ(std::memcmp(reg.data() + kMiB, back2.data(), 64 * 1024), 0);
+}
+
+TEST(CreateIoEngineTest, FallsBackToThreadPoolWhenIoUringIsRefused) {
+  testing::TempDir dir;
+  OpenOptions o;
+  o.create_size_bytes = kMiB;
+  auto dev = BlockDevice::Open(dir.File("s"), o);
+  ASSERT_TRUE(dev.ok()) << dev.status().ToString();
+  ::setenv("DUALBLADE_NO_IO_URING", "1", 1);
+  auto engine = CreateIoEngine(dev->get(), {});
+  ::unsetenv("DUALBLADE_NO_IO_URING");
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+  EXPECT_EQ((*engine)->name(), "threadpool");
+  AlignedBuffer buf(4096);
+  IoRequest req;
+  req.buf = buf.data();
+  req.len_bytes = 4096;
+  EXPECT_TRUE((*engine)->RunBatch({&req, 1}).ok());
+
+  IoEngineOptions bad;
+  bad.queue_depth = 0;
+  EXPECT_TRUE(CreateIoEngine(dev->get(), bad).status().IsInvalidArgument());
 }
 
 std::string ParamName(const ::testing::TestParamInfo<IoEngineTest::ParamType>& info) {

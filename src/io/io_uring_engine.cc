@@ -144,7 +144,8 @@ class IoUringEngine final : public IoEngine {
     IoRequest* req;
     uint64_t carved_bytes = 0;  // bytes of req already handed to pieces
   };
-  // Per-request progress while pieces are out; lives in the request's own output fields plus this.
+  // One piece in flight (or waiting to be resubmitted). The request's own progress is kept in its
+  // output fields (done_bytes, status) and in pieces_out_.
   struct Slot {
     IoRequest* req = nullptr;
     uint64_t offset_bytes = 0;  // of the piece

@@ -74,8 +74,8 @@ Status RunInfo(const InfoArgs& args) {
   std::printf("data area:       %s at offset %llu\n", bytes(sb.data_bytes).c_str(),
               static_cast<unsigned long long>(sb.data_offset_bytes));
   std::printf("used:            %s\n", bytes(a.used_blocks * bb).c_str());
-  std::printf("free:            %s in %llu extents\n", bytes(a.free_blocks * bb).c_str(),
-              static_cast<unsigned long long>(a.free_extents));
+  std::printf("free:            %s in %llu extent%s\n", bytes(a.free_blocks * bb).c_str(),
+              static_cast<unsigned long long>(a.free_extents), a.free_extents == 1 ? "" : "s");
   std::printf("largest free:    %s\n", bytes(a.largest_free_blocks * bb).c_str());
   std::printf("fragmentation:   %.3f\n", a.fragmentation());
   return Status::OK();

@@ -238,13 +238,13 @@ Status Replay::AppendRows(uint32_t layer, uint64_t token_begin, uint64_t n_token
 }
 
 Status Replay::Prefill() {
-  // Dual writes the whole prefill DIRECT and promotes its PAGE prefix at the first decode step
-  // (a promotion moves no data; that step's buffered reads fill the cache). Measured here,
-  // buffered chunk writes cost 2-5x what O_DIRECT writes do (write-back, dirty throttling,
-  // io_uring punting buffered writes to workers that serialize on the inode lock), and a PAGE
-  // set written buffered would be read from the cache only once sooner. The other policies
-  // write on their only path.
-  if (o_.placement.policy != KvPolicy::kDual) DB_RETURN_IF_ERROR(Replan());
+  // Sized before the first write, so prefill writes every chunk on the path it will keep: the
+  // PAGE prefix buffered, the rest DIRECT, so dirty page cache never builds up for chunks read
+  // direct. Writing the PAGE prefix direct too and letting the first step's misses fill the
+  // cache was measured slower overall: with readahead off (see Open) every later all-hit step
+  // took 3-4x longer than after buffered writes, likely because misses fill the cache with
+  // single pages where writes allocate large folios.
+  DB_RETURN_IF_ERROR(Replan());
   append_ms_ = 0;
   Stopwatch sw;
   double generate_ms = 0;

@@ -137,14 +137,14 @@ Status Run(const RunArgs& a) {
                  static_cast<long long>(total));
     if (done == total) std::fprintf(stderr, "\n");
   };
-  const int32_t eos = tokenizer->eos();
+  auto is_end = [&](int32_t id) { return tokenizer->IsEog(id); };
   auto on_token = [&](int32_t id) {
     if (tokenizer->IsEog(id)) return;
     const std::string& piece = tokenizer->TokenToPiece(id, /*special=*/false);
     std::fwrite(piece.data(), 1, piece.size(), stdout);
     std::fflush(stdout);
   };
-  Status st = session.Generate(prompt, a.n_predict, &sampler, eos, on_token, progress);
+  Status st = session.Generate(prompt, a.n_predict, &sampler, is_end, on_token, progress);
   std::printf("\n");
   DB_RETURN_IF_ERROR(st);
 

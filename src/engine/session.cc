@@ -42,7 +42,8 @@ Status Session::Decode(int32_t token) {
 }
 
 Status Session::Generate(std::span<const int32_t> prompt, int n_predict, Sampler* sampler,
-                         int32_t eos_id, const TokenFn& on_token, const ProgressFn& progress) {
+                         const EndFn& is_end, const TokenFn& on_token,
+                         const ProgressFn& progress) {
   Stopwatch total;
   DB_RETURN_IF_ERROR(Prefill(prompt, progress));
   const int64_t n_ctx = kv_->geometry().n_ctx;
@@ -51,7 +52,7 @@ Status Session::Generate(std::span<const int32_t> prompt, int n_predict, Sampler
     if (i == 0) stats_.ttft_ms = total.ElapsedMillis();
     generated_.push_back(id);
     if (on_token) on_token(id);
-    if (id == eos_id || i + 1 == n_predict || n_past() >= n_ctx) break;
+    if ((is_end && is_end(id)) || i + 1 == n_predict || n_past() >= n_ctx) break;
     DB_RETURN_IF_ERROR(Decode(id));
   }
   return Status::OK();

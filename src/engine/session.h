@@ -46,9 +46,12 @@ class Session {
   Status Decode(int32_t token);
 
   // Prefill, then up to n_predict sampled tokens (on_token is called for each as soon as it is
-  // chosen); stops early after `eos_id` (if >= 0) or when the context is full.
+  // chosen); stops early after a token for which `is_end` (if set) is true, or when the context
+  // is full.
+  using EndFn = std::function<bool(int32_t token)>;
   Status Generate(std::span<const int32_t> prompt, int n_predict, Sampler* sampler,
-                  int32_t eos_id, const TokenFn& on_token, const ProgressFn& progress = nullptr);
+                  const EndFn& is_end, const TokenFn& on_token,
+                  const ProgressFn& progress = nullptr);
 
   const std::vector<float>& logits() const { return logits_; }
   const SessionStats& stats() const { return stats_; }

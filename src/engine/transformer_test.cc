@@ -1,6 +1,7 @@
 #include "engine/transformer.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -143,6 +144,50 @@ TEST_F(TransformerTest, RandomModelVocabularyTokenizesAnyText) {
   ASSERT_GT(ids.size(), 1u);
   EXPECT_EQ(ids[0], 1);
   EXPECT_EQ((*tok)->Detokenize(std::span(ids).subspan(1)), text);
+}
+
+}  // namespace
+}  // namespace dualblade::engine
+
+namespace dualblade::engine {
+namespace {
+
+TEST(RandomModelTest, Llama3ShapedModelWithTiedOutputRuns) {
+  // The llama-3.2-1b preset's features at a small size: tied output, Llama-3 RoPE factors, GQA.
+  auto spec = RandomModelPreset("llama-3.2-1b");
+  ASSERT_TRUE(spec.ok());
+  spec->n_layer = 2;
+  spec->n_embd = 128;
+  spec->n_head = 4;
+  spec->n_head_kv = 1;
+  spec->n_ff = 256;
+  spec->n_vocab = 600;
+  spec->type = GgmlType::kQ4_0;
+  testing::TempDir dir;
+  ASSERT_TRUE(WriteRandomModel(*spec, dir.File("l3.gguf")).ok());
+  auto m = Model::Open(dir.File("l3.gguf"));
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_TRUE((*m)->config().tied_output);
+  EXPECT_EQ((*m)->rope().freq_factors.size(), 16u);
+  EXPECT_EQ((*m)->rope().freq_base, 500000.0f);
+  KvGeometry g = GeometryFor(**m, 32, compute::KvElemType::kF16);
+  auto kv = NewMemoryKvCache(g);
+  Transformer tf(**m, kv.get(), nullptr);
+  std::vector<int32_t> prompt = {1, 70, 300, 599};
+  std::vector<float> logits(600);
+  ASSERT_TRUE(tf.Forward(prompt, logits.data()).ok());
+  for (float x : logits) ASSERT_TRUE(std::isfinite(x));
+  EXPECT_EQ(kv->n_tokens(1), 4);
+}
+
+TEST(RandomModelTest, UnknownPresetAndBadShapesAreRefused) {
+  EXPECT_TRUE(RandomModelPreset("gpt-5").status().IsNotFound());
+  RandomModelSpec s;
+  s.n_head_kv = 3;
+  EXPECT_TRUE(ValidateRandomModelSpec(s).IsInvalidArgument());
+  s = RandomModelSpec{};
+  s.type = GgmlType::kQ6_K;
+  EXPECT_TRUE(ValidateRandomModelSpec(s).IsNotSupported());
 }
 
 }  // namespace

@@ -1,0 +1,113 @@
+#include "pipeline/adaptive_controller.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "common/check.h"
+
+namespace dualblade {
+
+std::string ControllerDecision::ToString() const {
+  char buf[256];
+  std::snprintf(buf, sizeof(buf),
+                "depth=%u (wanted %u, memory cap %u%s) request_chunks=%u queue_depth=%u "
+                "io_us=%.1f compute_us=%.1f stall_us=%.1f",
+                plan.depth, wanted_depth, memory_cap_depth, held_by_hysteresis ? ", held" : "",
+                plan.request_chunks, plan.queue_depth, io_us_ewma, compute_us_ewma,
+                stall_us_ewma);
+  return buf;
+}
+
+AdaptiveController::AdaptiveController(const AdaptiveControllerOptions& opts) : opts_(opts) {
+  DB_CHECK(opts_.layer_bytes > 0);
+  DB_CHECK(opts_.chunk_bytes > 0 && opts_.chunk_bytes <= opts_.layer_bytes);
+  DB_CHECK(opts_.alpha > 0 && opts_.alpha <= 1);
+  // Before any measurement: one layer ahead, the cheapest depth that overlaps at all.
+  Decide();
+}
+
+void AdaptiveController::Observe(double io_us_per_layer, double compute_us_per_layer,
+                                 double stall_us_per_layer) {
+  if (!have_sample_) {
+    io_us_ = io_us_per_layer;
+    compute_us_ = compute_us_per_layer;
+    stall_us_ = stall_us_per_layer;
+    have_sample_ = true;
+  } else {
+    io_us_ += opts_.alpha * (io_us_per_layer - io_us_);
+    compute_us_ += opts_.alpha * (compute_us_per_layer - compute_us_);
+    stall_us_ += opts_.alpha * (stall_us_per_layer - stall_us_);
+  }
+  Decide();
+}
+
+void AdaptiveController::SetHeadroom(uint64_t headroom_bytes) {
+  headroom_bytes_ = headroom_bytes;
+  Decide();
+}
+
+uint32_t AdaptiveController::MemoryCapDepth() const {
+  uint64_t available = std::min(opts_.staging_budget_bytes, headroom_bytes_);
+  return static_cast<uint32_t>(std::min<uint64_t>(available / opts_.layer_bytes, opts_.max_depth));
+}
+
+void AdaptiveController::Decide() {
+  ++decisions_;
+  ControllerDecision d;
+  d.io_us_ewma = io_us_;
+  d.compute_us_ewma = compute_us_;
+  d.stall_us_ewma = stall_us_;
+
+  uint32_t want = 1;
+  if (have_sample_) {
+    if (compute_us_ <= 0) {
+      want = opts_.max_depth;  // no compute to hide I/O behind: read as far ahead as allowed
+    } else if (io_us_ < 0.01 * compute_us_) {
+      want = 0;
+    } else {
+      double need = io_us_ / compute_us_ * (1 + opts_.jitter_margin);
+      want = static_cast<uint32_t>(std::min<double>(std::ceil(need), opts_.max_depth));
+      want = std::max<uint32_t>(want, 1);
+      if (stall_us_ > opts_.stall_tolerance * compute_us_) want = want + 1;
+    }
+  }
+  want = std::min(want, opts_.max_depth);
+  d.wanted_depth = want;
+  uint32_t cap = MemoryCapDepth();
+  d.memory_cap_depth = cap;
+  uint32_t target = std::min(want, cap);
+
+  uint32_t current = decisions_ == 1 ? target : decision_.plan.depth;
+  uint32_t depth = target;
+  if (target > current) {
+    // Grow only when the larger depth has slack in memory, and it has been wanted for a while.
+    // The slack is asked of the headroom only: the staging budget is a fixed pool, not a signal.
+    double need_bytes = (target + opts_.grow_margin_layers) * static_cast<double>(opts_.layer_bytes);
+    bool roomy = headroom_bytes_ == UINT64_MAX ||
+                 static_cast<double>(headroom_bytes_) >= need_bytes;
+    grow_votes_ = roomy ? grow_votes_ + 1 : 0;
+    if (grow_votes_ < opts_.grow_after) {
+      depth = current;
+      d.held_by_hysteresis = true;
+    } else {
+      grow_votes_ = 0;
+    }
+  } else {
+    grow_votes_ = 0;
+  }
+  d.plan.depth = depth;
+
+  uint64_t request_bytes = std::min(opts_.max_request_bytes, opts_.layer_bytes);
+  if (cap == 0) request_bytes = opts_.chunk_bytes;
+  uint32_t request_chunks =
+      static_cast<uint32_t>(std::max<uint64_t>(1, request_bytes / opts_.chunk_bytes));
+  d.plan.request_chunks = request_chunks;
+  uint64_t chunks_per_layer = (opts_.layer_bytes + opts_.chunk_bytes - 1) / opts_.chunk_bytes;
+  uint64_t requests_per_layer = (chunks_per_layer + request_chunks - 1) / request_chunks;
+  uint64_t qd = requests_per_layer * (uint64_t{depth} + 1);
+  d.plan.queue_depth = static_cast<uint32_t>(std::clamp<uint64_t>(qd, 1, opts_.max_queue_depth));
+  decision_ = d;
+}
+
+}  // namespace dualblade

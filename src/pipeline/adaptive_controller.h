@@ -1,0 +1,95 @@
+// AdaptiveController: picks the prefetch depth (layers read ahead of the one computing), the
+// request size and the queue depth from measured per-layer I/O and compute times and the staging
+// memory available. Pure logic: every input is an explicit argument (no clocks, no threads), so
+// the simulation drives it exactly as the engine would.
+//
+// Decision rule (evaluated by Decide, after each Observe / SetHeadroom):
+//   io, compute  = EWMA (alpha) of per-layer I/O busy time and compute busy time.
+//   ratio        = io / compute. Reads of layer l+d have d compute windows to land in, so depth
+//                  d hides the I/O once d * compute >= io * (1 + jitter_margin):
+//                  want = ceil(ratio * (1 + jitter_margin)), at least 1 while there is any I/O
+//                  (0 when io < 1% of compute: everything came from memory).
+//   stall feedback: when the smoothed stall per layer still exceeds stall_tolerance * compute,
+//                  want grows by one over the model (the model underestimates queueing).
+//   memory cap   = floor(available / layer_bytes), available = min(staging budget, headroom
+//                  reported by the memory monitor). Depth never exceeds it.
+//   hysteresis   = a smaller depth is taken at once (pressure must be relieved now); a larger
+//                  one only after grow_after consecutive decisions that all want it and whose
+//                  headroom (when one is reported) covers the larger depth plus grow_margin_layers of slack,
+//                  so a headroom that hovers at a boundary does not flap the depth.
+//   request size = the largest multiple of chunk_bytes <= max_request_bytes and <= layer_bytes;
+//                  one chunk when the memory cap is below one layer (small requests keep a
+//                  tight pool streaming instead of waiting for a large one to fill).
+//   queue depth  = requests of (depth + 1) layers, clamped to [1, max_queue_depth]: enough to
+//                  keep every staged read in the device queue.
+//
+// Thread-safety: none.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace dualblade {
+
+struct AdaptiveControllerOptions {
+  uint64_t layer_bytes = 0;        // staging one layer's KV chunks needs (REQUIRES > 0)
+  uint64_t chunk_bytes = 0;        // one chunk (REQUIRES 0 < chunk_bytes <= layer_bytes)
+  uint64_t staging_budget_bytes = 0;
+  uint64_t max_request_bytes = 1 << 20;  // 1 MiB: where NVMe sequential reads reach peak
+  uint32_t max_queue_depth = 64;
+  uint32_t max_depth = 8;          // beyond this the memory is better spent on the page cache
+  double alpha = 0.3;              // EWMA weight of the newest sample
+  double jitter_margin = 0.2;      // head room for I/O latency variance
+  double stall_tolerance = 0.05;   // stall per layer tolerated before the feedback term kicks in
+  uint32_t grow_after = 3;
+  double grow_margin_layers = 0.5;
+};
+
+struct PipelinePlan {
+  uint32_t depth = 1;
+  uint32_t request_chunks = 1;  // adjacent chunks per read request
+  uint32_t queue_depth = 1;     // read requests in flight at most
+};
+
+// Why the last decision came out as it did (for stats and logs).
+struct ControllerDecision {
+  PipelinePlan plan;
+  uint32_t wanted_depth = 0;  // before the memory cap and hysteresis
+  uint32_t memory_cap_depth = 0;
+  double io_us_ewma = 0;
+  double compute_us_ewma = 0;
+  double stall_us_ewma = 0;
+  bool held_by_hysteresis = false;
+  std::string ToString() const;
+};
+
+class AdaptiveController {
+ public:
+  explicit AdaptiveController(const AdaptiveControllerOptions& opts);
+
+  // One finished step's per-layer averages (microseconds).
+  void Observe(double io_us_per_layer, double compute_us_per_layer, double stall_us_per_layer);
+  // Staging bytes the memory monitor can spare now (its headroom); UINT64_MAX = no pressure.
+  void SetHeadroom(uint64_t headroom_bytes);
+
+  const PipelinePlan& plan() const { return decision_.plan; }
+  const ControllerDecision& last_decision() const { return decision_; }
+  uint32_t decisions() const { return decisions_; }
+
+ private:
+  void Decide();
+  uint32_t MemoryCapDepth() const;
+
+  AdaptiveControllerOptions opts_;
+  bool have_sample_ = false;
+  double io_us_ = 0;
+  double compute_us_ = 0;
+  double stall_us_ = 0;
+  uint64_t headroom_bytes_ = UINT64_MAX;
+  uint32_t grow_votes_ = 0;
+  uint32_t decisions_ = 0;
+  ControllerDecision decision_;
+};
+
+}  // namespace dualblade

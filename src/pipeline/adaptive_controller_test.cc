@@ -1,0 +1,85 @@
+#include "pipeline/adaptive_controller.h"
+
+#include <gtest/gtest.h>
+
+namespace dualblade {
+namespace {
+
+constexpr uint64_t kChunk = 256 * 1024;
+constexpr uint64_t kLayer = 8 * kChunk;  // 2 MiB
+
+AdaptiveControllerOptions Opts(uint64_t budget) {
+  AdaptiveControllerOptions o;
+  o.layer_bytes = kLayer;
+  o.chunk_bytes = kChunk;
+  o.staging_budget_bytes = budget;
+  return o;
+}
+
+TEST(AdaptiveControllerTest, StartsOneLayerAheadBeforeMeasuring) {
+  AdaptiveController c(Opts(16 * kLayer));
+  EXPECT_EQ(c.plan().depth, 1u);
+  EXPECT_EQ(c.plan().request_chunks, 4u);  // 1 MiB requests
+  EXPECT_EQ(c.plan().queue_depth, 4u);     // 2 requests per layer, 2 layers
+}
+
+TEST(AdaptiveControllerTest, DepthFollowsIoOverComputeAfterHysteresis) {
+  AdaptiveController c(Opts(16 * kLayer));
+  // I/O 2.5x compute: ceil(2.5 * 1.2) = 3 layers ahead; growth waits for 3 agreeing decisions.
+  c.Observe(2500, 1000, 0);
+  EXPECT_EQ(c.plan().depth, 1u);
+  EXPECT_TRUE(c.last_decision().held_by_hysteresis);
+  c.Observe(2500, 1000, 0);
+  EXPECT_EQ(c.plan().depth, 1u);
+  c.Observe(2500, 1000, 0);
+  EXPECT_EQ(c.plan().depth, 3u);
+  EXPECT_EQ(c.last_decision().wanted_depth, 3u);
+  // I/O cheaper than compute: one layer ahead is enough, and shrinking is immediate.
+  for (int i = 0; i < 10; ++i) c.Observe(500, 1000, 0);
+  EXPECT_EQ(c.plan().depth, 1u);
+}
+
+TEST(AdaptiveControllerTest, StallFeedbackAddsOneLayer) {
+  AdaptiveController c(Opts(16 * kLayer));
+  for (int i = 0; i < 5; ++i) c.Observe(500, 1000, 200);  // 20% stall > 5% tolerance
+  EXPECT_EQ(c.plan().depth, 2u);
+}
+
+TEST(AdaptiveControllerTest, NoIoMeansNoPrefetch) {
+  AdaptiveController c(Opts(16 * kLayer));
+  c.Observe(0, 1000, 0);
+  EXPECT_EQ(c.plan().depth, 0u);
+}
+
+TEST(AdaptiveControllerTest, BudgetCapsDepth) {
+  AdaptiveController c(Opts(2 * kLayer + kChunk));
+  for (int i = 0; i < 10; ++i) c.Observe(8000, 1000, 0);
+  EXPECT_EQ(c.last_decision().memory_cap_depth, 2u);
+  EXPECT_EQ(c.plan().depth, 2u);
+}
+
+TEST(AdaptiveControllerTest, PressureShrinksAtOnceAndGrowsBackWithHysteresis) {
+  AdaptiveController c(Opts(16 * kLayer));
+  for (int i = 0; i < 10; ++i) c.Observe(3000, 1000, 0);
+  ASSERT_EQ(c.plan().depth, 4u);  // ceil(3 * 1.2)
+  c.SetHeadroom(kLayer + kLayer / 2);
+  EXPECT_EQ(c.plan().depth, 1u);
+  c.SetHeadroom(kLayer / 2);  // less than a layer: stream chunk by chunk
+  EXPECT_EQ(c.plan().depth, 0u);
+  EXPECT_EQ(c.plan().request_chunks, 1u);
+  // Headroom back, but only just enough for 4 layers: no slack, so the depth stays put.
+  c.SetHeadroom(4 * kLayer);
+  for (int i = 0; i < 5; ++i) c.Observe(3000, 1000, 0);
+  EXPECT_EQ(c.plan().depth, 0u);
+  EXPECT_TRUE(c.last_decision().held_by_hysteresis);
+  // Clear pressure: grows after grow_after agreeing decisions.
+  c.SetHeadroom(UINT64_MAX);
+  c.Observe(3000, 1000, 0);
+  EXPECT_EQ(c.plan().depth, 0u);
+  c.Observe(3000, 1000, 0);
+  EXPECT_EQ(c.plan().depth, 4u);
+  EXPECT_FALSE(c.last_decision().ToString().empty());
+}
+
+}  // namespace
+}  // namespace dualblade

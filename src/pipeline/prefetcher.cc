@@ -1,0 +1,211 @@
+#include "pipeline/prefetcher.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "common/check.h"
+
+namespace dualblade {
+namespace {
+
+enum ChunkState : uint8_t { kPending, kInFlight, kReady, kComputing, kDone };
+
+}  // namespace
+
+Prefetcher::Prefetcher(const PrefetcherOptions& opts, StagingPool* pool,
+                       PipelineExecutor* executor, ChunkConsumer* consumer)
+    : opts_(opts), pool_(pool), executor_(executor), consumer_(consumer) {
+  DB_CHECK(opts_.n_layer > 0 && opts_.chunks_per_layer > 0);
+  DB_CHECK(opts_.chunk_bytes > 0 && opts_.chunk_bytes <= pool_->buffer_bytes());
+  DB_CHECK(executor_ != nullptr && consumer_ != nullptr);
+}
+
+void Prefetcher::CountRead(int delta) {
+  uint64_t now = executor_->NowUs();
+  if (delta > 0 && reads_in_flight_ == 0) io_busy_since_us_ = now;
+  reads_in_flight_ = static_cast<uint32_t>(static_cast<int>(reads_in_flight_) + delta);
+  if (delta < 0 && reads_in_flight_ == 0) stats_.io_busy_us += now - io_busy_since_us_;
+}
+
+void Prefetcher::Fail(Status s) {
+  if (!failed_.ok()) return;  // the first error wins
+  failed_ = std::move(s);
+  executor_->CancelReads();
+  // Landed chunks nobody will compute give their buffers back now.
+  for (Slot& slot : slots_) {
+    if (slot.state == kReady) {
+      slot.lease.Release();
+      --leases_held_;
+      slot.state = kDone;
+    }
+  }
+}
+
+void Prefetcher::IssueReads() {
+  const uint32_t last_layer =
+      std::min<uint64_t>(uint64_t{computing_layer_} + plan_.depth, opts_.n_layer - 1);
+  while (failed_.ok() && cursor_layer_ < opts_.n_layer && cursor_layer_ <= last_layer &&
+         reads_in_flight_ < plan_.queue_depth) {
+    uint32_t want = std::min(plan_.request_chunks, opts_.chunks_per_layer - cursor_chunk_);
+    Request req;
+    req.layer = cursor_layer_;
+    req.first_chunk = cursor_chunk_;
+    while (req.leases.size() < want) {
+      std::optional<StagingLease> lease = pool_->TryAcquire();
+      if (!lease) break;
+      req.leases.push_back(std::move(*lease));
+    }
+    if (req.leases.empty()) return;  // pool exhausted: a completion will free a buffer
+    // A tight pool shortens the request rather than waiting for it to fill.
+    ReadRequest rr;
+    rr.step = step_;
+    rr.layer = req.layer;
+    rr.first_chunk = req.first_chunk;
+    rr.n_chunks = static_cast<uint32_t>(req.leases.size());
+    for (StagingLease& l : req.leases) rr.buffers.push_back(l.span().first(opts_.chunk_bytes));
+    for (uint32_t i = 0; i < rr.n_chunks; ++i) {
+      Slot& slot = slots_[size_t{req.layer} * opts_.chunks_per_layer + req.first_chunk + i];
+      DB_CHECK(slot.state == kPending);
+      slot.state = kInFlight;
+    }
+    leases_held_ += rr.n_chunks;
+    stats_.peak_staging_bytes =
+        std::max<uint64_t>(stats_.peak_staging_bytes, leases_held_ * pool_->buffer_bytes());
+    cursor_chunk_ += rr.n_chunks;
+    if (cursor_chunk_ == opts_.chunks_per_layer) {
+      cursor_chunk_ = 0;
+      ++cursor_layer_;
+    }
+    uint64_t token = requests_.size();
+    requests_.push_back(std::move(req));
+    ++stats_.reads;
+    CountRead(+1);
+    executor_->StartRead(token, rr);
+  }
+}
+
+void Prefetcher::StartComputeIfIdle() {
+  if (!failed_.ok() || compute_busy_ || computing_layer_ >= opts_.n_layer) return;
+  const uint32_t l = computing_layer_;
+  ComputeTask task;
+  task.step = step_;
+  task.layer = l;
+  if (ready_head_[l] < ready_[l].size()) {
+    task.chunk = ready_[l][ready_head_[l]++];
+    Slot& slot = slots_[size_t{l} * opts_.chunks_per_layer + task.chunk];
+    DB_CHECK(slot.state == kReady);
+    slot.state = kComputing;
+    task.data = slot.lease.span().first(opts_.chunk_bytes);
+    ++stats_.chunks_delivered;
+    consumer_->OnChunk(step_, l, task.chunk, task.data);
+  } else if (chunks_done_ == opts_.chunks_per_layer && !tail_started_) {
+    consumer_->OnLayerEnd(step_, l);
+    tail_started_ = true;
+    task.layer_tail = true;
+  } else {
+    return;  // waiting for this layer's reads: the stall the depth exists to remove
+  }
+  compute_busy_ = true;
+  compute_started_us_ = executor_->NowUs();
+  executor_->StartCompute(++compute_token_, task);
+}
+
+void Prefetcher::OnRead(const PipelineEvent& ev) {
+  DB_CHECK(ev.token < requests_.size());
+  Request& req = requests_[ev.token];
+  CountRead(-1);
+  if (!ev.status.ok()) {
+    Fail(ev.status.Annotate("reading layer " + std::to_string(req.layer) + " chunks " +
+                            std::to_string(req.first_chunk) + ".." +
+                            std::to_string(req.first_chunk + req.leases.size() - 1)));
+  }
+  for (size_t i = 0; i < req.leases.size(); ++i) {
+    uint32_t chunk = req.first_chunk + static_cast<uint32_t>(i);
+    Slot& slot = slots_[size_t{req.layer} * opts_.chunks_per_layer + chunk];
+    DB_CHECK(slot.state == kInFlight);
+    if (failed_.ok()) {
+      slot.lease = std::move(req.leases[i]);
+      slot.state = kReady;
+      ready_[req.layer].push_back(chunk);
+    } else {
+      req.leases[i].Release();
+      --leases_held_;
+      slot.state = kDone;
+    }
+  }
+  req.leases.clear();
+}
+
+void Prefetcher::OnCompute(const PipelineEvent& ev) {
+  DB_CHECK(compute_busy_ && ev.token == compute_token_);
+  compute_busy_ = false;
+  stats_.compute_busy_us += executor_->NowUs() - compute_started_us_;
+  const uint32_t l = computing_layer_;
+  if (!tail_started_) {
+    // A chunk finished: its partial is kept by the consumer, its buffer can take the next read.
+    uint32_t chunk = ready_[l][ready_head_[l] - 1];
+    Slot& slot = slots_[size_t{l} * opts_.chunks_per_layer + chunk];
+    DB_CHECK(slot.state == kComputing);
+    slot.lease.Release();
+    --leases_held_;
+    slot.state = kDone;
+    ++chunks_done_;
+  } else {
+    ++computing_layer_;
+    chunks_done_ = 0;
+    tail_started_ = false;
+  }
+}
+
+Status Prefetcher::RunStep(uint64_t step, StepStats* stats) {
+  DB_CHECK_MSG(leases_held_ == 0 && reads_in_flight_ == 0 && !compute_busy_,
+               "RunStep re-entered");
+  step_ = step;
+  plan_ = opts_.controller != nullptr ? opts_.controller->plan() : opts_.fixed_plan;
+  plan_.request_chunks = std::max<uint32_t>(plan_.request_chunks, 1);
+  plan_.queue_depth = std::max<uint32_t>(plan_.queue_depth, 1);
+  failed_ = Status::OK();
+  slots_.clear();  // leases are move-only, so no assign()
+  slots_.resize(size_t{opts_.n_layer} * opts_.chunks_per_layer);
+  ready_.assign(opts_.n_layer, {});
+  ready_head_.assign(opts_.n_layer, 0);
+  requests_.clear();
+  cursor_layer_ = cursor_chunk_ = 0;
+  computing_layer_ = chunks_done_ = 0;
+  tail_started_ = false;
+  stats_ = StepStats{};
+  stats_.depth = plan_.depth;
+  stats_.request_chunks = plan_.request_chunks;
+  stats_.queue_depth = plan_.queue_depth;
+  const uint64_t start_us = executor_->NowUs();
+
+  while (true) {
+    if (cancel_requested_.exchange(false, std::memory_order_relaxed)) {
+      Fail(Status::Busy("decode step " + std::to_string(step) + " cancelled"));
+    }
+    IssueReads();
+    StartComputeIfIdle();
+    bool finished = failed_.ok() ? computing_layer_ == opts_.n_layer : true;
+    if (finished && reads_in_flight_ == 0 && !compute_busy_) break;
+    // Something must be in flight, or the step can never end (the no-deadlock invariant).
+    DB_CHECK_MSG(reads_in_flight_ > 0 || compute_busy_, "pipeline waits with nothing in flight");
+    PipelineEvent ev = executor_->WaitEvent();
+    if (ev.kind == PipelineEvent::Kind::kRead) {
+      OnRead(ev);
+    } else {
+      OnCompute(ev);
+    }
+  }
+  DB_CHECK(leases_held_ == 0);
+  stats_.step_us = executor_->NowUs() - start_us;
+  stats_.stall_us = stats_.step_us - std::min(stats_.step_us, stats_.compute_busy_us);
+  if (stats != nullptr) *stats = stats_;
+  if (failed_.ok() && opts_.controller != nullptr) {
+    double n = opts_.n_layer;
+    opts_.controller->Observe(stats_.io_busy_us / n, stats_.compute_busy_us / n,
+                              stats_.stall_us / n);
+  }
+  return failed_;
+}
+
+}  // namespace dualblade

@@ -1,0 +1,169 @@
+// Prefetcher: runs one decode step's reads and compute as a pipeline. While layer l computes,
+// reads for layers l+1 .. l+depth are in flight; each chunk of the computing layer is handed to
+// compute as soon as it lands (completion order), and the consumer merges per-chunk partials in
+// chunk order at the layer's end, so results do not depend on arrival order.
+//
+// Time and resources live behind PipelineExecutor, so the same scheduler runs against a
+// deterministic discrete-event simulation (pipeline_sim_test.cc) and, later, the real engine.
+//
+// How KvStore plugs in (the engine's executor, not part of this library yet): StartRead of a
+// ReadRequest becomes KvStore::StartRead on the request's chunk range of (seq, layer) (one
+// KvReadBatch per request, or one per layer with the request grouping only the staging); each
+// KvChunkView it delivers in completion order is copied (page path) or read directly (direct
+// path) into the request's staging buffer, and when the batch is done() WaitEvent returns the
+// request's completion with the batch's Status (the first I/O error or checksum Corruption).
+// CancelReads destroys pending batches, whose destructors wait for the kernel, so buffers are
+// never written after their completion has been returned. StartCompute runs the attention
+// partial on the chunk (zero copy from staging on the CPU; a cudaMemcpyAsync + event on CUDA) or
+// the layer's remaining work (output projection, MLP) for a layer tail.
+//
+// Step state machine, per chunk: pending -> in flight -> ready (landed, holds its lease) ->
+// computing -> done (lease returned). Per layer: the computing layer takes ready chunks in
+// completion order; when all are done the consumer merges and the tail task runs; then the next
+// layer computes. Reads are issued in (layer, chunk) order, so every chunk of the computing layer
+// is issued before any later layer's: a later layer's chunk holding a buffer never starves the
+// computing layer, and a pool of even one buffer always makes progress.
+//
+// Failure: the first failed read (or Cancel) stops new reads and new compute, returns ready
+// leases, then waits for everything still in flight; RunStep returns that Status with the pool
+// full again. A cancelled step returns Busy.
+//
+// Thread-safety: one thread calls RunStep; Cancel may be called from any thread.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "pipeline/adaptive_controller.h"
+#include "pipeline/pipeline_stats.h"
+#include "pipeline/staging_pool.h"
+
+namespace dualblade {
+
+// One read of adjacent chunks of one layer. Inputs only; the result is the event's Status.
+struct ReadRequest {
+  uint64_t step = 0;
+  uint32_t layer = 0;
+  uint32_t first_chunk = 0;
+  uint32_t n_chunks = 0;
+  std::vector<std::span<uint8_t>> buffers;  // one staging buffer per chunk, written by the read
+};
+
+// Compute over one chunk (attention partial) or a layer's tail (merge, projection, MLP).
+struct ComputeTask {
+  uint64_t step = 0;
+  uint32_t layer = 0;
+  bool layer_tail = false;
+  uint32_t chunk = 0;                // when !layer_tail
+  std::span<const uint8_t> data;     // the chunk's staging buffer, when !layer_tail
+};
+
+struct PipelineEvent {
+  enum class Kind : uint8_t { kRead, kCompute };
+  Kind kind = Kind::kRead;
+  uint64_t token = 0;  // as passed to StartRead / StartCompute
+  Status status;       // reads only: OK, or why the whole request failed
+};
+
+class PipelineExecutor {
+ public:
+  virtual ~PipelineExecutor() = default;
+  virtual uint64_t NowUs() const = 0;
+  // Starts work; its completion is returned by a later WaitEvent, never inline.
+  virtual void StartRead(uint64_t token, const ReadRequest& req) = 0;
+  // REQUIRES: no other compute task outstanding (compute is one serial resource).
+  virtual void StartCompute(uint64_t token, const ComputeTask& task) = 0;
+  // Best effort: reads not yet started may complete early with an error. Each still completes.
+  virtual void CancelReads() {}
+  // Blocks until one started task completes. REQUIRES: at least one outstanding.
+  virtual PipelineEvent WaitEvent() = 0;
+};
+
+// What the model does with chunks; called on the RunStep thread.
+class ChunkConsumer {
+ public:
+  virtual ~ChunkConsumer() = default;
+  // The chunk is handed to compute (its data stays valid until that compute completes).
+  virtual void OnChunk(uint64_t step, uint32_t layer, uint32_t chunk,
+                       std::span<const uint8_t> data) = 0;
+  // Every chunk of the layer has been computed: merge the partials in chunk order.
+  virtual void OnLayerEnd(uint64_t step, uint32_t layer) = 0;
+};
+
+struct PrefetcherOptions {
+  uint32_t n_layer = 0;           // REQUIRES > 0
+  uint32_t chunks_per_layer = 0;  // REQUIRES > 0
+  uint64_t chunk_bytes = 0;       // REQUIRES 0 < chunk_bytes <= pool buffer size
+  // The plan when controller is null (a fixed depth, e.g. 0 for no overlap across layers).
+  PipelinePlan fixed_plan;
+  AdaptiveController* controller = nullptr;  // not owned; fed after every completed step
+};
+
+class Prefetcher {
+ public:
+  // Pool, executor, consumer (and controller) are not owned and must outlive the Prefetcher.
+  Prefetcher(const PrefetcherOptions& opts, StagingPool* pool, PipelineExecutor* executor,
+             ChunkConsumer* consumer);
+  Prefetcher(const Prefetcher&) = delete;
+  Prefetcher& operator=(const Prefetcher&) = delete;
+
+  // Runs one step to its end or its first error. On return nothing is in flight and every lease
+  // is back in the pool. stats (optional) is filled in either case.
+  Status RunStep(uint64_t step, StepStats* stats);
+  // Makes the running step (or, if none runs, the next one) return Busy soon.
+  void Cancel() { cancel_requested_.store(true, std::memory_order_relaxed); }
+
+  // For invariant checks between events: leases held by the running step.
+  size_t leases_held() const { return leases_held_; }
+
+ private:
+  struct Request {
+    uint32_t layer = 0;
+    uint32_t first_chunk = 0;
+    std::vector<StagingLease> leases;
+  };
+  struct Slot {  // one chunk of the step
+    StagingLease lease;
+    uint8_t state = 0;  // ChunkState in the .cc
+  };
+
+  void IssueReads();
+  void StartComputeIfIdle();
+  void OnRead(const PipelineEvent& ev);
+  void OnCompute(const PipelineEvent& ev);
+  void Fail(Status s);
+  void CountRead(int delta);
+
+  PrefetcherOptions opts_;
+  StagingPool* pool_;
+  PipelineExecutor* executor_;
+  ChunkConsumer* consumer_;
+  std::atomic<bool> cancel_requested_{false};
+
+  // Per step.
+  uint64_t step_ = 0;
+  PipelinePlan plan_;
+  Status failed_;
+  std::vector<Slot> slots_;                  // n_layer * chunks_per_layer
+  std::vector<std::vector<uint32_t>> ready_;  // per layer: landed chunks, in completion order
+  std::vector<size_t> ready_head_;
+  std::vector<Request> requests_;             // indexed by read token
+  uint32_t cursor_layer_ = 0, cursor_chunk_ = 0;  // next chunk to issue
+  uint32_t computing_layer_ = 0;
+  uint32_t chunks_done_ = 0;                  // of computing_layer_
+  bool tail_started_ = false;
+  bool compute_busy_ = false;
+  uint64_t compute_token_ = 0;
+  uint64_t compute_started_us_ = 0;
+  uint32_t reads_in_flight_ = 0;
+  uint64_t io_busy_since_us_ = 0;
+  size_t leases_held_ = 0;
+  StepStats stats_;
+};
+
+}  // namespace dualblade

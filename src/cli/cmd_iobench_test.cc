@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "io/block_device.h"
 #include "testing/test_env.h"
 
 namespace dualblade {
@@ -65,6 +66,38 @@ TEST(IobenchCommandTest, ReadsAStoreFileAndPrintsJson) {
   // Text output names the figures.
   ASSERT_EQ(Dualblade("iobench " + store + " --seconds 0.2", &out), 0) << out;
   EXPECT_NE(out.find("bandwidth"), std::string::npos) << out;
+}
+
+// A freshly formatted store file is preallocated but never written; reads of such extents return
+// zeros without touching the device. iobench must fill them (with the zeros they already read as)
+// so that it measures the SSD, and must leave the bytes unchanged.
+TEST(IobenchCommandTest, FillsNeverWrittenExtentsBeforeMeasuringReads) {
+  TempDir dir;
+  const std::string store = dir.File("s.img");
+  std::string out;
+  ASSERT_EQ(Dualblade("format " + store + " --size 32M", &out), 0) << out;
+  ASSERT_EQ(Dualblade("info " + store + " --json", &out), 0) << out;
+  const uint64_t data_begin = nlohmann::json::parse(out)["data_offset_bytes"].get<uint64_t>();
+  // Never-written bytes of the data area (the metadata slots may stay partly unwritten).
+  auto unwritten_bytes = [&] {
+    auto dev = BlockDevice::Open(store, OpenOptions{.read_only = true});
+    EXPECT_TRUE(dev.ok()) << dev.status().ToString();
+    uint64_t n = 0;
+    for (const FileExtent& e : (*dev)->info().extents) {
+      const uint64_t end = e.logical_bytes + e.length_bytes;
+      if (e.unwritten && end > data_begin) n += end - std::max(e.logical_bytes, data_begin);
+    }
+    return n;
+  };
+  if (unwritten_bytes() == 0) GTEST_SKIP() << "this filesystem reports no unwritten extents";
+  const std::string before = ReadAll(store);
+  ASSERT_EQ(Dualblade("iobench " + store + " --bs 64K --qd 4 --seconds 0.2", &out), 0) << out;
+  EXPECT_NE(out.find("never written"), std::string::npos) << out;
+  EXPECT_EQ(unwritten_bytes(), 0u);
+  EXPECT_TRUE(ReadAll(store) == before) << "iobench changed the store's bytes";
+  // A second run finds nothing to fill.
+  ASSERT_EQ(Dualblade("iobench " + store + " --bs 64K --qd 4 --seconds 0.2", &out), 0) << out;
+  EXPECT_EQ(out.find("never written"), std::string::npos) << out;
 }
 
 TEST(IobenchCommandTest, WritesOnlyTheStoresFreeSpace) {

@@ -102,19 +102,31 @@ void ProbeExtents(int fd, DeviceInfo* info) {
       if (e.fe_flags & FIEMAP_EXTENT_LAST) last = true;
       if (!info->extents.empty()) {
         FileExtent& prev = info->extents.back();
+        const bool unwritten = (e.fe_flags & FIEMAP_EXTENT_UNWRITTEN) != 0;
         if (prev.logical_bytes + prev.length_bytes == e.fe_logical &&
-            prev.physical_bytes + prev.length_bytes == e.fe_physical) {
+            prev.physical_bytes + prev.length_bytes == e.fe_physical && prev.unwritten == unwritten) {
           prev.length_bytes += e.fe_length;
           continue;
         }
       }
-      info->extents.push_back({e.fe_logical, e.fe_physical, e.fe_length});
+      info->extents.push_back({e.fe_logical, e.fe_physical, e.fe_length,
+                               (e.fe_flags & FIEMAP_EXTENT_UNWRITTEN) != 0});
     }
     const fiemap_extent& tail = fm->fm_extents[fm->fm_mapped_extents - 1];
     start = tail.fe_logical + tail.fe_length;
   }
-  info->extents_contiguous = info->extents.size() == 1 && info->extents[0].logical_bytes == 0 &&
-                             info->extents[0].length_bytes >= info->size_bytes;
+  // Contiguous: one physical run from file offset 0 to the end (written and unwritten pieces of
+  // that run are listed separately but still adjacent).
+  bool contiguous = !info->extents.empty() && info->extents[0].logical_bytes == 0;
+  for (size_t i = 1; contiguous && i < info->extents.size(); ++i) {
+    const FileExtent& p = info->extents[i - 1];
+    const FileExtent& e = info->extents[i];
+    contiguous = p.logical_bytes + p.length_bytes == e.logical_bytes &&
+                 p.physical_bytes + p.length_bytes == e.physical_bytes;
+  }
+  info->extents_contiguous =
+      contiguous && info->extents.back().logical_bytes + info->extents.back().length_bytes >=
+                        info->size_bytes;
 }
 
 // The direct-I/O offset alignment the filesystem demands for this file (statx STATX_DIOALIGN,

@@ -24,6 +24,9 @@ struct FileExtent {
   uint64_t logical_bytes = 0;   // offset in the file
   uint64_t physical_bytes = 0;  // offset on the device under the filesystem
   uint64_t length_bytes = 0;
+  // Preallocated but never written (FIEMAP_EXTENT_UNWRITTEN): reads return zeros without
+  // touching the device, so a bandwidth measurement over it would measure nothing.
+  bool unwritten = false;
 };
 
 struct DeviceInfo {

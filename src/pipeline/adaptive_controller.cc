@@ -83,7 +83,8 @@ void AdaptiveController::Decide() {
   if (target > current) {
     // Grow only when the larger depth has slack in memory, and it has been wanted for a while.
     // The slack is asked of the headroom only: the staging budget is a fixed pool, not a signal.
-    double need_bytes = (target + opts_.grow_margin_layers) * static_cast<double>(opts_.layer_bytes);
+    double need_bytes =
+        (target + opts_.grow_margin_layers) * static_cast<double>(opts_.layer_bytes);
     bool roomy = headroom_bytes_ == UINT64_MAX ||
                  static_cast<double>(headroom_bytes_) >= need_bytes;
     grow_votes_ = roomy ? grow_votes_ + 1 : 0;

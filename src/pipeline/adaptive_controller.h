@@ -15,8 +15,10 @@
 //                  reported by the memory monitor). Depth never exceeds it.
 //   hysteresis   = a smaller depth is taken at once (pressure must be relieved now); a larger
 //                  one only after grow_after consecutive decisions that all want it and whose
-//                  headroom (when one is reported) covers the larger depth plus grow_margin_layers of slack,
-//                  so a headroom that hovers at a boundary does not flap the depth.
+//                  headroom (when one is reported) covers the larger depth plus
+//                  grow_margin_layers of slack, so a headroom that hovers at a boundary does not
+//                  flap the depth. A depth whose layers exceed the pool is still safe: the pool
+//                  is the hard limit and a short pool streams chunk by chunk.
 //   request size = the largest multiple of chunk_bytes <= max_request_bytes and <= layer_bytes;
 //                  one chunk when the memory cap is below one layer (small requests keep a
 //                  tight pool streaming instead of waiting for a large one to fill).

@@ -2,6 +2,9 @@
 // latencies, compute times, pool size, plan, injected read errors and cancellation; invariants are
 // checked between every two events. A failing seed is printed and replays exactly with
 // DUALBLADE_SIM_SEED=<seed>.
+#include <unistd.h>
+
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -50,11 +53,15 @@ Scenario RandomScenario(uint64_t seed) {
 // Runs a scenario, checking invariants at every event; returns a trace digest for replay checks.
 uint64_t RunScenario(const Scenario& s) {
   SimHarness h(s.sim, s.budget_bytes, s.plan, s.auto_depth);
+  const uint64_t chunks = uint64_t{s.sim.n_layer} * s.sim.chunks_per_layer;
   uint64_t digest = 0;
   uint32_t busy_steps = 0;
   for (uint32_t step = 0; step < s.steps; ++step) {
     StepStats stats;
+    uint64_t events_before = h.executor().events();
     Status st = h.RunStep(step, &stats);
+    // Progress: every event retires a read (of at least one chunk) or a compute task.
+    EXPECT_LE(h.executor().events() - events_before, 2 * chunks + s.sim.n_layer);
     // After every step, failed or not: nothing in flight, the pool full again.
     EXPECT_TRUE(h.pool().full()) << "step " << step;
     EXPECT_EQ(h.prefetcher().leases_held(), 0u);
@@ -84,18 +91,32 @@ uint64_t SeedCount() {
   return n != nullptr ? std::strtoull(n, nullptr, 10) : 400;
 }
 
+// A broken invariant inside the library aborts (DB_CHECK) before gtest can print its trace, so
+// the seed being run is announced from the abort signal too.
+volatile uint64_t g_running_seed = 0;
+void PrintSeedOnAbort(int) {
+  char buf[64];
+  int n = std::snprintf(buf, sizeof(buf), "failing seed: %llu\n",
+                        static_cast<unsigned long long>(g_running_seed));
+  if (n > 0) (void)!write(STDERR_FILENO, buf, static_cast<size_t>(n));
+  std::signal(SIGABRT, SIG_DFL);
+}
+
 TEST(PipelineSimTest, RandomSeedsKeepInvariants) {
+  std::signal(SIGABRT, PrintSeedOnAbort);
   const char* one = std::getenv("DUALBLADE_SIM_SEED");
   uint64_t first = one != nullptr ? std::strtoull(one, nullptr, 10) : 1;
   uint64_t last = one != nullptr ? first : SeedCount();
   for (uint64_t seed = first; seed <= last; ++seed) {
+    g_running_seed = seed;
     SCOPED_TRACE("replay with DUALBLADE_SIM_SEED=" + std::to_string(seed));
     RunScenario(RandomScenario(seed));
     if (HasFailure()) {
       std::fprintf(stderr, "failing seed: %llu\n", static_cast<unsigned long long>(seed));
-      return;
+      break;
     }
   }
+  std::signal(SIGABRT, SIG_DFL);
 }
 
 TEST(PipelineSimTest, SeedReplaysExactly) {

@@ -8,6 +8,8 @@
 #include <string>
 #include <thread>
 
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -18,6 +20,7 @@
 #include "engine/model.h"
 #include "engine/sampler.h"
 #include "engine/session.h"
+#include "engine/store_kv_cache.h"
 #include "model/tokenizer.h"
 #include "model/vocab.h"
 
@@ -64,16 +67,25 @@ Result<compute::MatmulMode> ParseMatmul(const std::string& s) {
   return Status::InvalidArgument("--matmul must be auto, quantized or f32, not '" + s + "'");
 }
 
-// The KV cache for --kv-policy. Only `memory` exists so far; the store-backed policies are
-// accepted by the parser so scripts can be written against the final interface.
-Result<std::unique_ptr<engine::KvCache>> MakeKvCache(const RunArgs& a,
-                                                     const engine::KvGeometry& g) {
+// Where `run` looks for a store when --kv-store is not given (create it with `dualblade format`).
+constexpr const char* kDefaultStore = "dualblade-data/kv.store";
+
+// The KV cache for --kv-policy: RAM for `memory`, a sequence in the KV store for the others.
+Result<std::unique_ptr<engine::KvCache>> MakeKvCache(const RunArgs& a, const engine::KvGeometry& g,
+                                                     const std::string& model_identity) {
   if (!a.mem_budget.empty()) DB_RETURN_IF_ERROR(ParseSize(a.mem_budget).status());
   if (a.kv_policy == "memory") return engine::NewMemoryKvCache(g);
   if (a.kv_policy == "dual" || a.kv_policy == "pagecache" || a.kv_policy == "direct") {
-    return Status::NotSupported("KV policy '" + a.kv_policy +
-                                "' needs the store-backed KV cache, which this build does not "
-                                "have yet; use --kv-policy memory");
+    const std::string store = a.kv_store.empty() ? kDefaultStore : a.kv_store;
+    if (a.kv_store.empty() && access(store.c_str(), F_OK) != 0) {
+      return Status::NotFound("no KV store at " + store + ": create one with 'dualblade format " +
+                              store + " --size 4G' or pass --kv-store");
+    }
+    engine::StoreKvCacheOptions opts;
+    opts.policy = a.kv_policy;
+    opts.model_identity = model_identity;
+    DB_ASSIGN_OR_RETURN(auto cache, engine::StoreKvCache::Open(store, g, opts));
+    return std::unique_ptr<engine::KvCache>(std::move(cache));
   }
   return Status::InvalidArgument("--kv-policy must be dual, pagecache, direct or memory, not '" +
                                  a.kv_policy + "'");
@@ -109,7 +121,7 @@ Status Run(const RunArgs& a) {
   g.chunk_tokens = a.chunk_tokens;
   g.type = a.kv_type == "f16" ? compute::KvElemType::kF16 : compute::KvElemType::kF32;
   g.n_ctx = n_ctx;
-  DB_ASSIGN_OR_RETURN(auto kv, MakeKvCache(a, g));
+  DB_ASSIGN_OR_RETURN(auto kv, MakeKvCache(a, g, model->display_name()));
 
   const int n_threads =
       a.n_threads > 0 ? a.n_threads

@@ -44,14 +44,29 @@ TEST(RunCommandTest, MkmodelThenGreedyRunIsDeterministicWithStats) {
   EXPECT_EQ(j.at("kv_read_bytes").at("direct"), 0);
 }
 
-TEST(RunCommandTest, StoreBackedPoliciesAreRefusedClearly) {
+TEST(RunCommandTest, EveryKvPolicyGivesTheSameTokens) {
   testing::TempDir dir;
   const std::string model = dir.File("tiny.gguf");
+  const std::string store = dir.File("kv.store");
   ASSERT_EQ(0, RunCommand(DualbladeBinary() + " mkmodel --out " + model + " --preset tiny"));
   std::string out;
-  EXPECT_EQ(1, RunCommand(DualbladeBinary() + " run -m " + model + " -p hi --kv-policy direct",
+  ASSERT_EQ(0, RunCommand(DualbladeBinary() + " format " + store + " --size 64M", &out)) << out;
+  const std::string run = DualbladeBinary() + " run -m " + model +
+                          " -p 'The KV cache' -n 10 --temp 0 -t 2 --chunk-tokens 4 --no-echo" +
+                          " --kv-store " + store + " --kv-type f16 --kv-policy ";
+  std::string want;
+  ASSERT_EQ(0, RunCommand("{ " + run + "memory 2>/dev/null; }", &want)) << want;
+  for (const char* policy : {"pagecache", "direct", "dual"}) {
+    std::string got;
+    ASSERT_EQ(0, RunCommand("{ " + run + policy + " 2>/dev/null; }", &got)) << policy << got;
+    EXPECT_EQ(got, want) << policy;
+  }
+  EXPECT_EQ(1, RunCommand(DualbladeBinary() + " run -m " + model + " -p hi --kv-policy direct" +
+                              " --kv-store " + dir.File("absent.store"),
                           &out));
-  EXPECT_NE(out.find("KV policy 'direct'"), std::string::npos) << out;
+  EXPECT_EQ(1, RunCommand(DualbladeBinary() + " run -m " + model + " -p hi --kv-policy fast",
+                          &out));
+  EXPECT_NE(out.find("--kv-policy must be"), std::string::npos) << out;
   EXPECT_NE(0, RunCommand(DualbladeBinary() + " run -m " + dir.File("missing.gguf") + " -p hi",
                           &out));
 }

@@ -56,7 +56,14 @@ uint64_t RunScenario(const Scenario& s) {
   const uint64_t chunks = uint64_t{s.sim.n_layer} * s.sim.chunks_per_layer;
   uint64_t digest = 0;
   uint32_t busy_steps = 0;
+  SimRng pressure(s.sim.seed ^ 0x5EEDull);
   for (uint32_t step = 0; step < s.steps; ++step) {
+    if (h.controller() != nullptr && pressure.Below(2) == 0) {
+      // Memory pressure comes and goes between steps: anywhere from none to a fraction of a layer.
+      uint64_t layer_bytes = s.sim.chunk_bytes * s.sim.chunks_per_layer;
+      h.controller()->SetHeadroom(pressure.Below(4) == 0 ? UINT64_MAX
+                                                         : pressure.Below(4 * layer_bytes));
+    }
     StepStats stats;
     uint64_t events_before = h.executor().events();
     Status st = h.RunStep(step, &stats);

@@ -12,8 +12,9 @@
 // KvChunkView it delivers in completion order is copied (page path) or read directly (direct
 // path) into the request's staging buffer, and when the batch is done() WaitEvent returns the
 // request's completion with the batch's Status (the first I/O error or checksum Corruption).
-// CancelReads destroys pending batches, whose destructors wait for the kernel, so buffers are
-// never written after their completion has been returned. StartCompute runs the attention
+// CancelReads destroys pending batches, whose destructors wait for the kernel, and queues a
+// failed completion for each of their requests: every started read still completes exactly once,
+// and no buffer is written after its completion has been returned. StartCompute runs the attention
 // partial on the chunk (zero copy from staging on the CPU; a cudaMemcpyAsync + event on CUDA) or
 // the layer's remaining work (output projection, MLP) for a layer tail.
 //

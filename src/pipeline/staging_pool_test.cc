@@ -1,7 +1,10 @@
 #include "pipeline/staging_pool.h"
 
+#include "pipeline/pipeline_stats.h"
+
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -69,6 +72,18 @@ TEST(StagingPoolTest, MoveAssignReturnsTheOverwrittenLease) {
   EXPECT_EQ(pool.free_buffers(), 1u);
   a.Release();
   EXPECT_TRUE(pool.full());
+}
+
+TEST(StepStatsTest, OverlapEfficiencyIsStepOverTheLargerResource) {
+  StepStats s;
+  s.step_us = 1500;
+  s.io_busy_us = 1000;
+  s.compute_busy_us = 800;
+  EXPECT_DOUBLE_EQ(s.overlap_efficiency(), 1.5);
+  s.compute_busy_us = 1200;
+  EXPECT_DOUBLE_EQ(s.overlap_efficiency(), 1.25);
+  EXPECT_NE(s.ToString().find("overlap_efficiency=1.250"), std::string::npos);
+  EXPECT_DOUBLE_EQ(StepStats{}.overlap_efficiency(), 1.0);
 }
 
 }  // namespace

@@ -95,7 +95,7 @@ uint64_t RunScenario(const Scenario& s) {
 
 uint64_t SeedCount() {
   const char* n = std::getenv("DUALBLADE_SIM_SEEDS");
-  return n != nullptr ? std::strtoull(n, nullptr, 10) : 400;
+  return n != nullptr ? std::strtoull(n, nullptr, 10) : 2000;
 }
 
 // A broken invariant inside the library aborts (DB_CHECK) before gtest can print its trace, so

@@ -9,6 +9,8 @@
 #include <gtest/gtest.h>
 
 #include "engine/random_model.h"
+#include "engine/store_kv_cache.h"
+#include "store/store.h"
 #include "model/tokenizer.h"
 #include "model/vocab.h"
 #include "testing/test_env.h"
@@ -188,6 +190,32 @@ TEST(RandomModelTest, UnknownPresetAndBadShapesAreRefused) {
   s = RandomModelSpec{};
   s.type = GgmlType::kQ6_K;
   EXPECT_TRUE(ValidateRandomModelSpec(s).IsNotSupported());
+}
+
+}  // namespace
+}  // namespace dualblade::engine
+
+namespace dualblade::engine {
+namespace {
+
+TEST_F(TransformerTest, StoreBackedPoliciesGiveBitIdenticalLogits) {
+  // Same rows, same chunk-order merge: every KV policy must yield the same bits as RAM.
+  const std::string path = dir_.File("kv.store");
+  ASSERT_TRUE(store::Store::Format(path, {.size_bytes = 64 * 1024 * 1024}).ok());
+  compute::ThreadPool pool(2);
+  const KvGeometry g = GeometryFor(*model_, 8, compute::KvElemType::kF16);
+  auto memory = NewMemoryKvCache(g);
+  const auto want = RunSequence(*model_, memory.get(), &pool);
+  for (const char* policy : {"pagecache", "direct", "dual"}) {
+    StoreKvCacheOptions opts;
+    opts.policy = policy;
+    opts.model_identity = "transformer_test";
+    auto kv = StoreKvCache::Open(path, g, opts);
+    ASSERT_TRUE(kv.ok()) << policy << ": " << kv.status().ToString();
+    const auto got = RunSequence(*model_, kv->get(), &pool);
+    ASSERT_EQ(got.size(), want.size());
+    EXPECT_EQ(0, std::memcmp(got.data(), want.data(), want.size() * sizeof(float))) << policy;
+  }
 }
 
 }  // namespace

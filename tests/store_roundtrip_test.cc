@@ -51,12 +51,11 @@ void RoundTrip(const std::string& path) {
     // a: direct, b: buffered, c: through the engine (direct, queue of pieces).
     ASSERT_TRUE(st->device().PwriteDirect(st->OffsetBytes(a), pa.span()).ok());
     ASSERT_TRUE(st->device().PwriteBuffered(st->OffsetBytes(b), pb.span()).ok());
-    // Files not registered: a ring with registered files is torn down asynchronously by the
-    // kernel and keeps the device's exclusive claim for a moment after it is destroyed, which
-    // would make the immediate reopen below fail with EBUSY.
+    // Files registered (the default): the engine releases them when destroyed, so the immediate
+    // reopen below must not find the device still claimed.
     auto engine = CreateIoEngine(&st->device(), IoEngineOptions{.queue_depth = 4,
                                                                 .max_request_bytes = 128 * kKiB,
-                                                                .register_files = false});
+                                                                .register_files = true});
     ASSERT_TRUE(engine.ok()) << engine.status().ToString();
     IoRequest w;
     w.op = IoOp::kWrite;

@@ -72,6 +72,11 @@ class IoUringEngine final : public IoEngine {
       ProcessCompletions();
       retry_.clear();  // abandoned: nobody will reap them
     }
+    // io_uring_queue_exit drops the registered files only when the kernel's deferred ring teardown
+    // runs, so the device's exclusive claim would outlive this engine for a moment and an
+    // immediate reopen of the same block device would fail with EBUSY. Unregistering waits for
+    // the file table to be released.
+    if (fixed_files_) io_uring_unregister_files(&ring_);
     io_uring_queue_exit(&ring_);
   }
 

@@ -38,10 +38,6 @@ Result<std::unique_ptr<KvStore>> KvStore::Open(Store* store, const KvStoreOption
   eo.max_request_bytes = opts.max_request_bytes;
   eo.force_threadpool = opts.force_threadpool;
   eo.fault_hook = opts.fault_hook;
-  // A ring drops its registered files asynchronously after it is destroyed, so a block device
-  // reopened right after (a restart within one process) would still be claimed and refuse the
-  // exclusive open with EBUSY. One descriptor lookup per request is cheap next to the transfer.
-  eo.register_files = false;
   DB_ASSIGN_OR_RETURN(std::unique_ptr<IoEngine> engine, CreateIoEngine(&store->device(), eo));
   auto kv = std::make_unique<KvStoreImpl>(store, opts, std::move(engine));
   if (const MetadataRecord* rec = store->FindRecord(kRecordSequenceIndex)) {

@@ -6,8 +6,11 @@
 namespace dualblade::engine {
 namespace {
 
+// Built with appends: GCC 12 warns falsely (-Wrestrict) on `"[" + std::to_string(...)`.
 std::string ShapeOf(int64_t ne0, int64_t ne1) {
-  return "[" + std::to_string(ne0) + ", " + std::to_string(ne1) + "]";
+  std::string s = "[";
+  s.append(std::to_string(ne0)).append(", ").append(std::to_string(ne1)).append("]");
+  return s;
 }
 
 }  // namespace

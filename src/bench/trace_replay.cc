@@ -10,6 +10,7 @@
 #include "bench/device_stats.h"
 #include "common/clock.h"
 #include "common/units.h"
+#include "residency/dual_placement.h"
 #include "residency/residency_probe.h"
 #include "store/kv_store.h"
 #include "store/store.h"
@@ -65,9 +66,8 @@ store::KvPath ToStorePath(KvPath p) {
   return p == KvPath::kPage ? store::KvPath::kPage : store::KvPath::kDirect;
 }
 
-// The replay's view of one layer: its chunks' paths as last set, and the inventory it feeds.
+// The replay's view of one layer (chunk paths live in the DualPlacement).
 struct LayerView {
-  std::vector<KvPath> paths;  // per chunk of capacity
   uint64_t n_tokens = 0;
 };
 
@@ -78,7 +78,6 @@ class Replay {
 
  private:
   Status Open();
-  Status SetPath(uint32_t layer, uint64_t begin, uint64_t end, KvPath path);
   Status Replan();
   Status Prefill();
   Status DecodeStep(uint32_t step);
@@ -92,7 +91,7 @@ class Replay {
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<store::KvStore> kv_;
   std::unique_ptr<MemoryMonitor> monitor_;
-  std::unique_ptr<PlacementPolicy> policy_;
+  std::unique_ptr<DualPlacement> placement_;
   std::optional<ResidencyProbe> probe_;
   store::SeqId seq_ = 0;
   std::vector<LayerView> layers_;
@@ -140,10 +139,9 @@ Status Replay::Open() {
   DB_ASSIGN_OR_RETURN(store::KvSequenceInfo info, kv_->Describe(seq_));
   chunk_bytes_ = 2 * info.layout.chunk_part_bytes();
   layers_.resize(s_.n_layer);
+  std::vector<uint64_t> capacity_chunks(s_.n_layer);
   for (uint32_t l = 0; l < s_.n_layer; ++l)
-    layers_[l].paths.assign(info.capacity_tokens[l] / s_.chunk_tokens,
-                            o_.placement.policy == KvPolicy::kPageCache ? KvPath::kPage
-                                                                        : KvPath::kDirect);
+    capacity_chunks[l] = info.capacity_tokens[l] / s_.chunk_tokens;
 
   MemoryMonitorOptions mo;
   mo.budget_bytes = o_.budget_bytes;
@@ -155,7 +153,9 @@ Status Replay::Open() {
   monitor_->Reserve("kv-write-inflight", kWriteInflightBytes);
   monitor_->Reserve("kv-tails", uint64_t{s_.n_layer} * chunk_bytes_);
   monitor_->Reserve("trace-rows", 2 * s_.chunk_tokens * s_.row_bytes());
-  policy_ = std::make_unique<PlacementPolicy>(o_.placement);
+  placement_ = std::make_unique<DualPlacement>(
+      o_.placement, seq_, capacity_chunks, s_.chunk_tokens, chunk_bytes_,
+      o_.placement.policy == KvPolicy::kPageCache ? KvPath::kPage : KvPath::kDirect);
 
   auto probe = ResidencyProbe::Open(o_.store_path);
   if (probe.ok()) probe_.emplace(std::move(probe).value());
@@ -164,63 +164,21 @@ Status Replay::Open() {
   return Status::OK();
 }
 
-Status Replay::SetPath(uint32_t layer, uint64_t begin, uint64_t end, KvPath path) {
-  if (begin >= end) return Status::OK();
-  DB_RETURN_IF_ERROR(kv_->SetChunkPath(seq_, layer, begin, end, ToStorePath(path)));
-  std::fill(layers_[layer].paths.begin() + static_cast<ptrdiff_t>(begin),
-            layers_[layer].paths.begin() + static_cast<ptrdiff_t>(end), path);
-  return Status::OK();
-}
-
-// Samples the monitor, asks the policy for a plan over every full chunk and applies its
-// transitions, coalesced into runs of adjacent chunks. Chunks not yet full (the tail and the
-// capacity beyond it) get the path the policy gives new chunks, so their writes go straight to
-// the path they will keep.
+// Samples the monitor, then plans and applies paths through the shared DualPlacement.
 Status Replay::Replan() {
   DB_ASSIGN_OR_RETURN(MemoryReading reading, monitor_->Sample());
-  std::vector<ChunkInfo> inv;
-  for (uint32_t l = 0; l < s_.n_layer; ++l) {
-    const uint64_t full = layers_[l].n_tokens / s_.chunk_tokens;
-    for (uint64_t c = 0; c < full; ++c)
-      inv.push_back({seq_, l, static_cast<uint32_t>(c), chunk_bytes_, layers_[l].paths[c]});
-  }
-  PlacementPlan plan = policy_->Evaluate(inv, reading);
+  DB_ASSIGN_OR_RETURN(
+      PlacementPlan plan,
+      placement_->Replan(reading, [&](uint32_t layer, uint64_t begin, uint64_t end, KvPath path) {
+        return kv_->SetChunkPath(seq_, layer, begin, end, ToStorePath(path));
+      }));
   r_.page_set_bytes_max = std::max(r_.page_set_bytes_max, plan.page_bytes);
   if (r_.kv_headroom_bytes_min == 0 || reading.kv_headroom_bytes < r_.kv_headroom_bytes_min)
     r_.kv_headroom_bytes_min = reading.kv_headroom_bytes;
   if (o_.placement.policy == KvPolicy::kDual && plan.page_bytes > reading.kv_headroom_bytes)
     r_.page_within_headroom = false;
-  r_.path_transitions += plan.transitions.size();
-  for (size_t i = 0; i < plan.transitions.size();) {
-    const ChunkInfo& first = inv[plan.transitions[i].index];
-    size_t j = i + 1;
-    while (j < plan.transitions.size()) {
-      const ChunkInfo& c = inv[plan.transitions[j].index];
-      if (c.layer != first.layer || plan.transitions[j].to != plan.transitions[i].to ||
-          c.chunk != first.chunk + (j - i))
-        break;
-      ++j;
-    }
-    DB_RETURN_IF_ERROR(SetPath(first.layer, first.chunk, first.chunk + (j - i),
-                               plan.transitions[i].to));
-    i = j;
-  }
-  for (uint32_t l = 0; l < s_.n_layer; ++l) {
-    const uint64_t cap = layers_[l].paths.size();
-    uint64_t c = layers_[l].n_tokens / s_.chunk_tokens;
-    while (c < cap) {
-      const KvPath p = policy_->PathForNewChunk(static_cast<uint32_t>(c), chunk_bytes_, s_.n_layer);
-      uint64_t e = c + 1;
-      while (e < cap &&
-             policy_->PathForNewChunk(static_cast<uint32_t>(e), chunk_bytes_, s_.n_layer) == p)
-        ++e;
-      bool differs = false;
-      for (uint64_t x = c; x < e; ++x) differs |= layers_[l].paths[x] != p;
-      if (differs) DB_RETURN_IF_ERROR(SetPath(l, c, e, p));
-      c = e;
-    }
-  }
-  r_.page_budget_changes = policy_->budget_changes();
+  r_.path_transitions = placement_->transitions();
+  r_.page_budget_changes = placement_->policy().budget_changes();
   return Status::OK();
 }
 
@@ -234,6 +192,7 @@ Status Replay::AppendRows(uint32_t layer, uint64_t token_begin, uint64_t n_token
   Status st = kv_->Append(seq_, layer, k_rows_.data(), v_rows_.data(), n_tokens);
   append_ms_ += sw.ElapsedMillis();
   layers_[layer].n_tokens += n_tokens;
+  placement_->set_n_tokens(layer, layers_[layer].n_tokens);
   return st;
 }
 
@@ -279,7 +238,7 @@ Status Replay::ProbeLayer(uint32_t layer) {
   };
   for (int part = 0; part < 2; ++part) {
     for (uint64_t c = 0; c < full; ++c) {
-      if (layers_[layer].paths[c] != KvPath::kPage) continue;
+      if (placement_->path(layer, c) != KvPath::kPage) continue;
       DB_ASSIGN_OR_RETURN(store::KvChunkLocation loc, kv_->ChunkLocation(seq_, layer, c));
       const uint64_t off = part == 0 ? loc.k_offset_bytes : loc.v_offset_bytes;
       if (run_len > 0 && run_off + run_len == off) {

@@ -39,16 +39,22 @@ Status Mkmodel(const MkmodelArgs& a) {
   spec.n_head_kv = a.kv_heads > 0 ? a.kv_heads : (a.preset.empty() ? spec.n_head : spec.n_head_kv);
   if (a.ff > 0) spec.n_ff = a.ff;
   if (a.vocab > 0) spec.n_vocab = a.vocab;
-  auto type = GgmlTypeFromName(a.type);
-  if (!type.ok()) return Status::InvalidArgument("unknown --type '" + a.type + "'");
-  spec.type = *type;
+  if (a.type == "q4_k_m" || a.type == "Q4_K_M") {
+    spec.q4_k_m = true;
+    spec.type = GgmlType::kQ4_K;
+  } else {
+    auto type = GgmlTypeFromName(a.type);
+    if (!type.ok()) return Status::InvalidArgument("unknown --type '" + a.type + "'");
+    spec.type = *type;
+  }
   spec.seed = a.seed;
   DB_RETURN_IF_ERROR(engine::WriteRandomModel(spec, a.out));
   std::printf("%s: llama, %lld layers, dim %lld, %lld heads (%lld KV), ff %lld, vocab %lld, %s\n",
               a.out.c_str(), static_cast<long long>(spec.n_layer),
               static_cast<long long>(spec.n_embd), static_cast<long long>(spec.n_head),
               static_cast<long long>(spec.n_head_kv), static_cast<long long>(spec.n_ff),
-              static_cast<long long>(spec.n_vocab), GgmlTypeName(spec.type).c_str());
+              static_cast<long long>(spec.n_vocab),
+              spec.q4_k_m ? "Q4_K_M" : GgmlTypeName(spec.type).c_str());
   return Status::OK();
 }
 
@@ -67,7 +73,9 @@ void AddMkmodelCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--kv-heads", a->kv_heads, "KV heads (default: heads, or the preset's)");
   cmd->add_option("--ff", a->ff, "Feed-forward width");
   cmd->add_option("--vocab", a->vocab, "Vocabulary size (at least 259)");
-  cmd->add_option("--type", a->type, "f32, f16, bf16, q8_0 or q4_0")->capture_default_str();
+  cmd->add_option("--type", a->type,
+                  "f32, f16, bf16, q8_0, q4_0 or q4_k_m (llama.cpp's Q4_K/Q6_K mixture)")
+      ->capture_default_str();
   cmd->add_option("--seed", a->seed, "Weight seed")->capture_default_str();
   cmd->callback([a, exit_code] { *exit_code = ReportError("mkmodel", Mkmodel(*a)); });
 }

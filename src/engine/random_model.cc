@@ -42,19 +42,14 @@ uint32_t FileType(GgmlType t) {
     case GgmlType::kQ4_0: return 2;
     case GgmlType::kQ8_0: return 7;
     case GgmlType::kBF16: return 32;
+    case GgmlType::kQ4_K: return 15;  // only written as the Q4_K_M mixture
     default: return 0;
   }
 }
 
-void QuantizeRow(GgmlType type, const float* x, uint8_t* dst, int64_t n) {
-  switch (type) {
-    case GgmlType::kF32: std::memcpy(dst, x, static_cast<size_t>(n) * 4); break;
-    case GgmlType::kF16: QuantizeRowF16(x, dst, n); break;
-    case GgmlType::kBF16: QuantizeRowBF16(x, dst, n); break;
-    case GgmlType::kQ8_0: QuantizeRowQ8_0Ref(x, dst, n); break;
-    case GgmlType::kQ4_0: QuantizeRowQ4_0Ref(x, dst, n); break;
-    default: break;  // ValidateRandomModelSpec refused it
-  }
+// llama.cpp's use_more_bits(): which layers Q4_K_M gives Q6_K attn_v and ffn_down.
+bool UseMoreBits(int64_t layer, int64_t n_layer) {
+  return layer < n_layer / 8 || layer >= 7 * n_layer / 8 || (layer - n_layer / 8) % 3 == 2;
 }
 
 // Vocabulary: <unk> <s> </s>, the 256 byte tokens, then printable pieces of growing length
@@ -149,6 +144,14 @@ Status ValidateRandomModelSpec(const RandomModelSpec& s) {
   if (s.n_embd % s.n_head != 0) return bad("dim must be a multiple of heads");
   if (s.n_head % s.n_head_kv != 0) return bad("heads must be a multiple of kv-heads");
   if ((s.n_embd / s.n_head) % 2 != 0) return bad("the head size (dim / heads) must be even");
+  if (s.q4_k_m) {
+    // The K-quant super-block is 256 wide; llama-quantize would fall back to other types for
+    // narrower rows, which would no longer be the mixture asked for.
+    if (s.n_embd % 256 != 0 || s.n_ff % 256 != 0) {
+      return bad("dim and ff must be multiples of 256 for type q4_k_m");
+    }
+    return Status::OK();
+  }
   switch (s.type) {
     case GgmlType::kF32: case GgmlType::kF16: case GgmlType::kBF16:
     case GgmlType::kQ8_0: case GgmlType::kQ4_0: break;
@@ -170,7 +173,7 @@ Status WriteRandomModel(const RandomModelSpec& s, const std::string& path) {
   GgufWriter w;
   w.SetString("general.architecture", "llama");
   w.SetString("general.name", s.name);
-  w.SetU32("general.file_type", FileType(s.type));
+  w.SetU32("general.file_type", FileType(s.q4_k_m ? GgmlType::kQ4_K : s.type));
   w.SetU32("general.quantization_version", 2);
   w.SetU32("llama.context_length", static_cast<uint32_t>(s.n_ctx_train));
   w.SetU32("llama.embedding_length", static_cast<uint32_t>(s.n_embd));
@@ -208,7 +211,7 @@ Status WriteRandomModel(const RandomModelSpec& s, const std::string& path) {
       const size_t row_bytes = RowSizeBytes(type, n_in);
       for (int64_t r = 0; r < n_out; ++r) {
         for (auto& v : row) v = rng.Normal(0.0f, stddev);
-        QuantizeRow(type, row.data(), out.data() + r * row_bytes, n_in);
+        QuantizeWeightRow(type, row.data(), out.data() + r * row_bytes, n_in);
       }
       return Status::OK();
     });
@@ -221,10 +224,19 @@ Status WriteRandomModel(const RandomModelSpec& s, const std::string& path) {
     std::memcpy(bytes.data(), v.data(), bytes.size());
     return w.AddTensor(name, GgmlType::kF32, {n}, std::move(bytes));
   };
-  DB_RETURN_IF_ERROR(matrix("token_embd.weight", s.n_embd, s.n_vocab, 0.5f, s.type));
+  // Per-tensor types: `s.type` everywhere, or the Q4_K_M mixture.
+  const GgmlType base = s.q4_k_m ? GgmlType::kQ4_K : s.type;
+  const GgmlType output_type = s.q4_k_m ? GgmlType::kQ6_K : s.type;
+  auto more_bits_type = [&](int64_t layer) {
+    return s.q4_k_m && UseMoreBits(layer, s.n_layer) ? GgmlType::kQ6_K : base;
+  };
+  // Tied embeddings double as the output matrix, so llama-quantize gives them the output's type.
+  DB_RETURN_IF_ERROR(matrix("token_embd.weight", s.n_embd, s.n_vocab, 0.5f,
+                            s.tied_output ? output_type : base));
   DB_RETURN_IF_ERROR(vector("output_norm.weight", s.n_embd, 1.0f, 0.2f));
   if (!s.tied_output) {
-    DB_RETURN_IF_ERROR(matrix("output.weight", s.n_embd, s.n_vocab, 4.0f * in_scale, s.type));
+    DB_RETURN_IF_ERROR(matrix("output.weight", s.n_embd, s.n_vocab, 4.0f * in_scale,
+                              output_type));
   }
   if (s.rope_llama3_factor > 0.0f) {
     auto f = compute::Llama3RopeFreqFactors(static_cast<int>(head_dim), s.rope_freq_base,
@@ -238,15 +250,15 @@ Status WriteRandomModel(const RandomModelSpec& s, const std::string& path) {
   for (int64_t i = 0; i < s.n_layer; ++i) {
     const std::string p = "blk." + std::to_string(i) + ".";
     DB_RETURN_IF_ERROR(vector(p + "attn_norm.weight", s.n_embd, 1.0f, 0.2f));
-    DB_RETURN_IF_ERROR(matrix(p + "attn_q.weight", s.n_embd, n_q, 1.5f * in_scale, s.type));
-    DB_RETURN_IF_ERROR(matrix(p + "attn_k.weight", s.n_embd, n_kv, 1.5f * in_scale, s.type));
-    DB_RETURN_IF_ERROR(matrix(p + "attn_v.weight", s.n_embd, n_kv, in_scale, s.type));
-    DB_RETURN_IF_ERROR(matrix(p + "attn_output.weight", n_q, s.n_embd, in_scale, s.type));
+    DB_RETURN_IF_ERROR(matrix(p + "attn_q.weight", s.n_embd, n_q, 1.5f * in_scale, base));
+    DB_RETURN_IF_ERROR(matrix(p + "attn_k.weight", s.n_embd, n_kv, 1.5f * in_scale, base));
+    DB_RETURN_IF_ERROR(matrix(p + "attn_v.weight", s.n_embd, n_kv, in_scale, more_bits_type(i)));
+    DB_RETURN_IF_ERROR(matrix(p + "attn_output.weight", n_q, s.n_embd, in_scale, base));
     DB_RETURN_IF_ERROR(vector(p + "ffn_norm.weight", s.n_embd, 1.0f, 0.2f));
-    DB_RETURN_IF_ERROR(matrix(p + "ffn_gate.weight", s.n_embd, s.n_ff, in_scale, s.type));
-    DB_RETURN_IF_ERROR(matrix(p + "ffn_up.weight", s.n_embd, s.n_ff, in_scale, s.type));
+    DB_RETURN_IF_ERROR(matrix(p + "ffn_gate.weight", s.n_embd, s.n_ff, in_scale, base));
+    DB_RETURN_IF_ERROR(matrix(p + "ffn_up.weight", s.n_embd, s.n_ff, in_scale, base));
     DB_RETURN_IF_ERROR(matrix(p + "ffn_down.weight", s.n_ff, s.n_embd,
-                              1.0f / std::sqrt(static_cast<float>(s.n_ff)), s.type));
+                              1.0f / std::sqrt(static_cast<float>(s.n_ff)), more_bits_type(i)));
   }
   return w.WriteFile(path);
 }

@@ -28,6 +28,10 @@ struct RandomModelSpec {
   float rope_llama3_factor = 0.0f;
   bool tied_output = false;
   GgmlType type = GgmlType::kF32;  // of the matrices; norms stay F32
+  // llama.cpp's Q4_K_M mixture instead of one type: Q4_K matrices, Q6_K for the output matrix
+  // (the token embeddings when tied) and for attn_v and ffn_down in the layers llama-quantize
+  // gives more bits (the first and last eighth, every third in between). `type` is ignored.
+  bool q4_k_m = false;
   uint64_t seed = 1;
 };
 

@@ -8,8 +8,10 @@ namespace dualblade {
 
 Result<uint64_t> ParseSize(std::string_view text) {
   auto bad = [&] {
-    return Status::InvalidArgument("'" + std::string(text) +
-                                   "' is not a size (expected a number with an optional K, M, G or T suffix)");
+    // Built with append: GCC 12 warns falsely (-Wrestrict) on "'" + std::string(...).
+    std::string msg = "'";
+    msg.append(text).append("' is not a size (expected a number with an optional K, M, G or T suffix)");
+    return Status::InvalidArgument(std::move(msg));
   };
   size_t i = 0;
   uint64_t value = 0;

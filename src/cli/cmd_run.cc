@@ -8,6 +8,7 @@
 #include <string>
 #include <thread>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -71,9 +72,14 @@ Result<compute::MatmulMode> ParseMatmul(const std::string& s) {
 constexpr const char* kDefaultStore = "dualblade-data/kv.store";
 
 // The KV cache for --kv-policy: RAM for `memory`, a sequence in the KV store for the others.
-Result<std::unique_ptr<engine::KvCache>> MakeKvCache(const RunArgs& a, const engine::KvGeometry& g,
-                                                     const std::string& model_identity) {
-  if (!a.mem_budget.empty()) DB_RETURN_IF_ERROR(ParseSize(a.mem_budget).status());
+// RESERVES: what the run keeps in memory besides the KV cache, for the dual policy's headroom.
+Result<std::unique_ptr<engine::KvCache>> MakeKvCache(
+    const RunArgs& a, const engine::KvGeometry& g, const std::string& model_identity,
+    const std::vector<engine::MemoryReservation>& reserves) {
+  uint64_t budget_bytes = 0;
+  if (!a.mem_budget.empty()) {
+    DB_ASSIGN_OR_RETURN(budget_bytes, ParseSize(a.mem_budget));
+  }
   if (a.kv_policy == "memory") return engine::NewMemoryKvCache(g);
   if (a.kv_policy == "dual" || a.kv_policy == "pagecache" || a.kv_policy == "direct") {
     const std::string store = a.kv_store.empty() ? kDefaultStore : a.kv_store;
@@ -84,6 +90,8 @@ Result<std::unique_ptr<engine::KvCache>> MakeKvCache(const RunArgs& a, const eng
     engine::StoreKvCacheOptions opts;
     opts.policy = a.kv_policy;
     opts.model_identity = model_identity;
+    opts.mem_budget_bytes = budget_bytes;
+    opts.reserves = reserves;
     DB_ASSIGN_OR_RETURN(auto cache, engine::StoreKvCache::Open(store, g, opts));
     return std::unique_ptr<engine::KvCache>(std::move(cache));
   }
@@ -121,7 +129,22 @@ Status Run(const RunArgs& a) {
   g.chunk_tokens = a.chunk_tokens;
   g.type = a.kv_type == "f16" ? compute::KvElemType::kF16 : compute::KvElemType::kF32;
   g.n_ctx = n_ctx;
-  DB_ASSIGN_OR_RETURN(auto kv, MakeKvCache(a, g, model->display_name()));
+  // The weights are the GGUF mmapped: page cache that must stay. Activations are the
+  // transformer's per-micro-batch buffers (see Transformer::Forward) and the logits.
+  std::vector<engine::MemoryReservation> reserves;
+  struct stat model_stat {};
+  if (::stat(a.model.c_str(), &model_stat) == 0) {
+    reserves.push_back({"weights", static_cast<uint64_t>(model_stat.st_size),
+                        ReserveKind::kFileBacked});
+  }
+  const auto ubatch = static_cast<uint64_t>(
+      std::min<int64_t>(engine::SessionOptions{}.n_ubatch, static_cast<int64_t>(prompt.size())));
+  const uint64_t act_floats =
+      ubatch * (3 * uint64_t(c.n_embd) + 2 * uint64_t(c.n_embd_q()) +
+                2 * uint64_t(c.n_embd_kv()) + 2 * uint64_t(c.n_ff)) +
+      uint64_t(c.n_vocab) + uint64_t(n_ctx) * uint64_t(c.n_head);
+  reserves.push_back({"activations", act_floats * sizeof(float), ReserveKind::kAnon});
+  DB_ASSIGN_OR_RETURN(auto kv, MakeKvCache(a, g, model->display_name(), reserves));
 
   const int n_threads =
       a.n_threads > 0 ? a.n_threads
@@ -178,6 +201,26 @@ Status Run(const RunArgs& a) {
                session.kv().policy_name().c_str(), FormatBytes(kvs.read_bytes_memory).c_str(),
                FormatBytes(kvs.read_bytes_page).c_str(), FormatBytes(kvs.read_bytes_direct).c_str(),
                hit_ratio);
+  const auto* store_kv = dynamic_cast<const engine::StoreKvCache*>(&session.kv());
+  const DualPlacement* placement = store_kv != nullptr ? store_kv->placement() : nullptr;
+  nlohmann::json placement_json = nullptr;
+  if (placement != nullptr) {
+    const PlacementPlan& plan = store_kv->last_plan();
+    std::fprintf(stderr,
+                 "KV placement: %llu chunks PAGE, %llu DIRECT; PAGE budget %s; %llu transitions "
+                 "over %llu plans\n",
+                 static_cast<unsigned long long>(placement->page_chunks()),
+                 static_cast<unsigned long long>(placement->direct_chunks()),
+                 FormatBytes(plan.page_budget_bytes).c_str(),
+                 static_cast<unsigned long long>(placement->transitions()),
+                 static_cast<unsigned long long>(store_kv->replans()));
+    placement_json = {{"page_chunks", placement->page_chunks()},
+                      {"direct_chunks", placement->direct_chunks()},
+                      {"page_budget_bytes", plan.page_budget_bytes},
+                      {"page_bytes", plan.page_bytes},
+                      {"transitions", placement->transitions()},
+                      {"replans", store_kv->replans()}};
+  }
 
   if (!a.stats_json.empty()) {
     nlohmann::json j = {
@@ -200,7 +243,8 @@ Status Run(const RunArgs& a) {
           {"direct", kvs.read_bytes_direct},
           {"memory", kvs.read_bytes_memory}}},
         {"kv_write_bytes", {{"page", kvs.write_bytes_page}, {"direct", kvs.write_bytes_direct}}},
-        {"pagecache_hit_ratio", hit_ratio}};
+        {"pagecache_hit_ratio", hit_ratio},
+        {"kv_placement", placement_json}};
     const std::string tmp = a.stats_json + ".tmp";
     {
       std::ofstream out(tmp, std::ios::trunc);

@@ -1,5 +1,7 @@
 #include "engine/store_kv_cache.h"
 
+#include <fcntl.h>
+
 #include <algorithm>
 
 #include "common/log.h"
@@ -40,8 +42,49 @@ Result<std::unique_ptr<StoreKvCache>> StoreKvCache::Create(store::KvStore* kv,
     const uint64_t chunks = info.capacity_tokens[l] / sg.chunk_tokens;
     DB_RETURN_IF_ERROR(kv->SetChunkPath(cache->seq_, l, 0, chunks, path));
   }
+  if (opts.policy == "dual") DB_RETURN_IF_ERROR(cache->SetUpPlacement());
   cache->base_stats_ = kv->stats();
   return cache;
+}
+
+Status StoreKvCache::SetUpPlacement() {
+  // Kernel readahead past the end of a PAGE prefix pulls DIRECT chunks into the page cache,
+  // where they are never hit and push the PAGE set out; dual reads PAGE chunks whole, so it
+  // needs no readahead (as in the KV-trace benchmark).
+  const int err = ::posix_fadvise(kv_->store().device().buffered_fd(), 0, 0, POSIX_FADV_RANDOM);
+  if (err != 0) return ErrnoStatus("posix_fadvise(RANDOM) on the KV store", err);
+  MemoryMonitorOptions mo;
+  mo.budget_bytes = opts_.mem_budget_bytes;
+  DB_ASSIGN_OR_RETURN(monitor_, MemoryMonitor::OpenSystem(mo));
+  DB_ASSIGN_OR_RETURN(store::KvSequenceInfo info, kv_->Describe(seq_));
+  const uint64_t chunk_bytes = 2 * info.layout.chunk_part_bytes();
+  // The tails (one partial chunk per layer) live in memory until their chunk fills.
+  monitor_->Reserve("kv-tails", static_cast<uint64_t>(geometry_.n_layer) * chunk_bytes);
+  for (const MemoryReservation& r : opts_.reserves) monitor_->Reserve(r.name, r.bytes, r.kind);
+  std::vector<uint64_t> capacity_chunks(static_cast<size_t>(geometry_.n_layer));
+  for (size_t l = 0; l < capacity_chunks.size(); ++l)
+    capacity_chunks[l] = info.capacity_tokens[l] / static_cast<uint64_t>(geometry_.chunk_tokens);
+  PlacementOptions po = opts_.placement;
+  po.policy = KvPolicy::kDual;
+  placement_ = std::make_unique<DualPlacement>(po, seq_, capacity_chunks,
+                                               static_cast<uint64_t>(geometry_.chunk_tokens),
+                                               chunk_bytes, KvPath::kDirect);
+  // Sizes the PAGE budget before the first write, so prefill chunks inside it go PAGE.
+  return Replan();
+}
+
+Status StoreKvCache::Replan() {
+  if (placement_ == nullptr) return Status::OK();
+  DB_ASSIGN_OR_RETURN(MemoryReading reading, monitor_->Sample());
+  DB_ASSIGN_OR_RETURN(
+      last_plan_,
+      placement_->Replan(reading, [&](uint32_t layer, uint64_t begin, uint64_t end, KvPath p) {
+        return kv_->SetChunkPath(seq_, layer, begin, end,
+                                 p == KvPath::kPage ? store::KvPath::kPage
+                                                    : store::KvPath::kDirect);
+      }));
+  ++replans_;
+  return Status::OK();
 }
 
 Result<std::unique_ptr<StoreKvCache>> StoreKvCache::Open(const std::string& store_path,
@@ -75,6 +118,12 @@ Status StoreKvCache::Append(int layer, const void* k_rows, const void* v_rows, i
   DB_RETURN_IF_ERROR(kv_->Append(seq_, static_cast<uint32_t>(layer), k_rows, v_rows,
                                  static_cast<uint64_t>(n_tokens)));
   n_tokens_[layer] += n_tokens;
+  if (placement_ != nullptr) {
+    placement_->set_n_tokens(static_cast<uint32_t>(layer), static_cast<uint64_t>(n_tokens_[layer]));
+    // The engine appends layer by layer: the last layer's append ends a step (or a prefill
+    // micro-batch), the one point per step where every layer's chunks are known.
+    if (layer == geometry_.n_layer - 1) DB_RETURN_IF_ERROR(Replan());
+  }
   return Status::OK();
 }
 
@@ -83,6 +132,8 @@ Status StoreKvCache::ReadChunks(int layer, int64_t token_begin, int64_t token_en
   DB_CHECK(layer >= 0 && layer < geometry_.n_layer);
   DB_CHECK(0 <= token_begin && token_begin <= token_end && token_end <= n_tokens_[layer]);
   const uint64_t row = geometry_.row_bytes();
+  const int64_t first_chunk = token_begin / geometry_.chunk_tokens;
+  hit_fraction_.clear();
   if (opts_.measure_pagecache_hits) MeasurePageCacheHits(layer, token_begin, token_end);
   store::KvRange range{seq_, static_cast<uint32_t>(layer), static_cast<uint64_t>(token_begin),
                        static_cast<uint64_t>(token_end)};
@@ -90,7 +141,16 @@ Status StoreKvCache::ReadChunks(int layer, int64_t token_begin, int64_t token_en
     const uint64_t bytes = 2 * row * c.n_tokens;
     switch (c.source) {
       case store::KvSource::kMemory: reads_.read_bytes_memory += bytes; break;
-      case store::KvSource::kPage: reads_.read_bytes_page += bytes; break;
+      case store::KvSource::kPage: {
+        reads_.read_bytes_page += bytes;
+        // Only chunks the store really read through the page cache count as hits: a PAGE
+        // chunk whose write is still in flight is delivered from memory.
+        const auto i = static_cast<size_t>(static_cast<int64_t>(c.chunk) - first_chunk);
+        if (i < hit_fraction_.size())
+          reads_.pagecache_hit_bytes += static_cast<uint64_t>(hit_fraction_[i] *
+                                                              static_cast<double>(bytes));
+        break;
+      }
       case store::KvSource::kDirect: reads_.read_bytes_direct += bytes; break;
     }
     fn(static_cast<int64_t>(c.chunk), static_cast<int64_t>(c.token_begin),
@@ -104,6 +164,7 @@ void StoreKvCache::MeasurePageCacheHits(int layer, int64_t token_begin, int64_t 
   const int64_t ct = geometry_.chunk_tokens;
   const int64_t first = token_begin / ct;
   const int64_t end = token_end / ct;  // chunks past the last full one come from memory
+  hit_fraction_.assign(static_cast<size_t>(std::max<int64_t>(end - first, 0)), 0.0);
   const int fd = kv_->store().device().buffered_fd();
   const std::string& path = kv_->store().device().info().path;
   for (int64_t c = first; c < end;) {
@@ -127,16 +188,14 @@ void StoreKvCache::MeasurePageCacheHits(int layer, int64_t token_begin, int64_t 
       ++run;
     }
     const uint64_t len = static_cast<uint64_t>(run) * loc0->part_bytes;
+    double fraction = 0;  // resident share of the run, K and V parts weighing alike
     for (uint64_t off : {loc0->k_offset_bytes, loc0->v_offset_bytes}) {
       Result<PageCacheResidency> r =
           ProbeResidency(fd, path, off, len, ResidencyMethod::kCachestat);
       if (!r.ok()) return;  // a measurement only: never fail the read for it
-      // Resident share of the run, counted in row bytes of the range as read_bytes_page is.
-      const int64_t t0 = std::max(token_begin, c * ct);
-      const int64_t t1 = std::min(token_end, (c + run) * ct);
-      reads_.pagecache_hit_bytes += static_cast<uint64_t>(
-          r->fraction() * static_cast<double>(geometry_.row_bytes() * static_cast<uint64_t>(t1 - t0)));
+      fraction += r->fraction() / 2;
     }
+    for (int64_t x = c; x < c + run; ++x) hit_fraction_[static_cast<size_t>(x - first)] = fraction;
     c += run;
   }
 }

@@ -1,6 +1,9 @@
 // StoreKvCache: the engine's KvCache over one sequence of a KvStore, so a run keeps its KV cache
-// on NVMe. Every chunk starts on the policy's path (`pagecache`: PAGE, `direct`: DIRECT); a
-// placement policy (`dual`) moves chunks between paths later through kv_store() and seq_id().
+// on NVMe. `pagecache` keeps every chunk PAGE and `direct` every chunk DIRECT. `dual` runs the
+// placement policy (residency/dual_placement.h) against a MemoryMonitor: it re-plans once per
+// decode step (after the last layer's append; a prefill micro-batch counts as one step), moving
+// full chunks between PAGE and DIRECT through KvStore::SetChunkPath, and gives chunks not yet
+// written the path the policy gives new chunks (DIRECT unless they fall in the PAGE budget).
 //
 // Stats count row bytes delivered per source (memory: in-memory tails; page; direct) and bytes
 // written per path as the KvStore counts them (whole blocks).
@@ -10,15 +13,25 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/kv_cache.h"
+#include "residency/dual_placement.h"
+#include "residency/memory_monitor.h"
 #include "store/kv_store.h"
 #include "store/store.h"
 
 namespace dualblade::engine {
 
+// Memory that is not KV page cache, declared to the dual policy's MemoryMonitor.
+struct MemoryReservation {
+  std::string name;
+  uint64_t bytes = 0;
+  ReserveKind kind = ReserveKind::kAnon;
+};
+
 struct StoreKvCacheOptions {
-  // "pagecache", "direct", or "dual" (starts DIRECT; the placement policy promotes chunks).
+  // "pagecache", "direct", or "dual" (the placement policy decides per chunk).
   std::string policy = "direct";
   std::string model_identity;
   // Drop the sequence when the cache is destroyed (a run's KV is scratch unless kept for reuse).
@@ -28,6 +41,12 @@ struct StoreKvCacheOptions {
   // one call per run of PAGE chunks and part; skipped on kernels without it) for
   // KvStats::pagecache_hit_bytes.
   bool measure_pagecache_hits = true;
+  // dual only: the memory budget (--mem-budget; 0 = the cgroup limit or MemTotal), what else
+  // the process keeps in memory (weights, activations; the cache adds its own tails), and the
+  // policy's tuning (its `policy` field is ignored: always dual).
+  uint64_t mem_budget_bytes = 0;
+  std::vector<MemoryReservation> reserves = {};
+  PlacementOptions placement = {};
 };
 
 class StoreKvCache final : public KvCache {
@@ -53,6 +72,14 @@ class StoreKvCache final : public KvCache {
 
   store::KvStore* kv_store() { return kv_; }
   store::SeqId seq_id() const { return seq_; }
+  // dual only (nullptr otherwise): the placement state and the monitor it reads, so a caller
+  // can declare reserves it learns later and report the PAGE/DIRECT split.
+  const DualPlacement* placement() const { return placement_.get(); }
+  MemoryMonitor* monitor() { return monitor_.get(); }
+  const PlacementPlan& last_plan() const { return last_plan_; }
+  uint64_t replans() const { return replans_; }
+  // dual only: samples the monitor and applies a fresh plan now (Append does it once per step).
+  Status Replan();
 
  private:
   StoreKvCache(store::KvStore* kv, const KvGeometry& g, const StoreKvCacheOptions& opts)
@@ -65,8 +92,17 @@ class StoreKvCache final : public KvCache {
   KvGeometry geometry_;
   StoreKvCacheOptions opts_;
   std::vector<int64_t> n_tokens_;
-  // Adds the resident share of the range's on-disk PAGE chunks to reads_.pagecache_hit_bytes.
+  // Fills hit_fraction_ with the resident share of the range's on-disk PAGE chunks; ReadChunks
+  // adds it to reads_.pagecache_hit_bytes for the chunks the store delivers from PAGE.
   void MeasurePageCacheHits(int layer, int64_t token_begin, int64_t token_end);
+  std::vector<double> hit_fraction_;  // per chunk from token_begin / chunk_tokens, this read
+
+  Status SetUpPlacement();
+
+  std::unique_ptr<MemoryMonitor> monitor_;      // dual only
+  std::unique_ptr<DualPlacement> placement_;    // dual only
+  PlacementPlan last_plan_;
+  uint64_t replans_ = 0;
 
   KvStats reads_;                     // read counters kept here, per source
   store::KvStoreStats base_stats_;    // the store's counters at creation, for write deltas

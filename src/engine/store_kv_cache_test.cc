@@ -100,6 +100,108 @@ TEST(StoreKvCacheTest, DirectPolicyMatchesMemory) {
   SameAsMemory("direct", compute::KvElemType::kF32, 4);
 }
 
+// Runs the dual policy under BUDGET_BYTES the way the engine drives a cache (every layer
+// appended once per step, prefill-sized steps then single tokens), checks every row against the
+// memory policy and returns the cache's stats; *page_chunks gets the chunks left on PAGE.
+KvStats RunDual(uint64_t budget_bytes, uint64_t* page_chunks, uint64_t* full_chunks) {
+  SCOPED_TRACE("budget " + FormatBytes(budget_bytes));
+  testing::TempDir dir;
+  const std::string path = dir.File("kv.img");
+  EXPECT_TRUE(store::Store::Format(path, {.size_bytes = 64 * kMiB}).ok());
+  KvGeometry g;
+  g.n_layer = 3;
+  g.n_head_kv = 2;
+  g.head_dim = 16;
+  g.chunk_tokens = 32;
+  g.type = compute::KvElemType::kF16;
+  g.n_ctx = 400;
+  auto mem = NewMemoryKvCache(g);
+  StoreKvCacheOptions opts;
+  opts.policy = "dual";
+  opts.model_identity = "test";
+  opts.mem_budget_bytes = budget_bytes;
+  opts.reserves = {{"weights", 1 * kMiB, ReserveKind::kFileBacked}};
+  auto disk = StoreKvCache::Open(path, g, opts);
+  EXPECT_TRUE(disk.ok()) << disk.status().ToString();
+  if (!disk.ok()) return {};
+  EXPECT_EQ((*disk)->policy_name(), "dual");
+  EXPECT_NE((*disk)->placement(), nullptr);
+  std::mt19937_64 rng(budget_bytes);
+  const size_t row = g.row_bytes();
+  for (int step = 0; step < 120; ++step) {
+    const int add = step < 4 ? 64 : 1;  // a prefill in micro-batches, then decode
+    for (int layer = 0; layer < g.n_layer; ++layer) {
+      std::vector<uint8_t> k(add * row), v(add * row);
+      for (auto& b : k) b = static_cast<uint8_t>(rng());
+      for (auto& b : v) b = static_cast<uint8_t>(rng());
+      EXPECT_TRUE(mem->Append(layer, k.data(), v.data(), add).ok());
+      Status st = (*disk)->Append(layer, k.data(), v.data(), add);
+      EXPECT_TRUE(st.ok()) << st.ToString();
+      const int64_t n = mem->n_tokens(layer);
+      EXPECT_EQ(Gather(*mem, layer, 0, n), Gather(**disk, layer, 0, n));
+    }
+  }
+  EXPECT_TRUE((*disk)->kv_store()->Flush().ok());
+  for (int layer = 0; layer < g.n_layer; ++layer) {
+    const int64_t n = mem->n_tokens(layer);
+    EXPECT_EQ(Gather(*mem, layer, 0, n), Gather(**disk, layer, 0, n));
+  }
+  EXPECT_EQ((*disk)->replans(), 1u + 120u);  // one at creation, one per step
+  *page_chunks = 0;
+  *full_chunks = 0;
+  for (int layer = 0; layer < g.n_layer; ++layer) {
+    const int64_t full = mem->n_tokens(layer) / g.chunk_tokens;
+    *full_chunks += static_cast<uint64_t>(full);
+    for (int64_t c = 0; c < full; ++c) {
+      Result<store::KvPath> p = (*disk)->kv_store()->ChunkPath((*disk)->seq_id(), layer, c);
+      EXPECT_TRUE(p.ok());
+      const KvPath planned = (*disk)->placement()->path(layer, static_cast<uint64_t>(c));
+      // The store holds the path the placement applied.
+      EXPECT_EQ(*p == store::KvPath::kPage, planned == KvPath::kPage);
+      if (planned == KvPath::kPage) ++*page_chunks;
+    }
+  }
+  uint64_t used_chunks = 0;  // full chunks and partial tails
+  for (int layer = 0; layer < g.n_layer; ++layer)
+    used_chunks += static_cast<uint64_t>((mem->n_tokens(layer) + g.chunk_tokens - 1) /
+                                         g.chunk_tokens);
+  EXPECT_EQ((*disk)->placement()->page_chunks() + (*disk)->placement()->direct_chunks(),
+            used_chunks);
+  EXPECT_GE((*disk)->placement()->page_chunks(), *page_chunks);
+  const KvStats st = (*disk)->stats();
+  EXPECT_EQ(st.read_bytes_page + st.read_bytes_direct + st.read_bytes_memory,
+            mem->stats().read_bytes_memory);
+  return st;
+}
+
+TEST(StoreKvCacheTest, DualPolicyPlacesByMemoryBudget) {
+  // A budget below the safety margin leaves no headroom: every chunk is written and read DIRECT.
+  uint64_t page = 0, full = 0;
+  KvStats tiny = RunDual(1 * kMiB, &page, &full);
+  EXPECT_GT(full, 0u);
+  EXPECT_EQ(page, 0u);
+  EXPECT_EQ(tiny.read_bytes_page, 0u);
+  EXPECT_EQ(tiny.write_bytes_page, 0u);
+  EXPECT_GT(tiny.read_bytes_direct, 0u);
+  EXPECT_GT(tiny.write_bytes_direct, 0u);
+
+  // A budget well above what the process pins (and what this machine can spare, else skip):
+  // the whole KV (under a MiB) fits the PAGE set, so every chunk goes PAGE.
+  auto monitor = MemoryMonitor::OpenSystem({});
+  ASSERT_TRUE(monitor.ok());
+  Result<MemoryReading> r = (*monitor)->SampleFull();
+  ASSERT_TRUE(r.ok());
+  if (r->kv_headroom_bytes < 512 * kMiB) GTEST_SKIP() << "less than 512 MiB of KV headroom here";
+  const uint64_t generous = r->pinned_bytes * 2 + 512 * kMiB;
+  KvStats big = RunDual(generous, &page, &full);
+  EXPECT_EQ(page, full);
+  EXPECT_GT(big.read_bytes_page, 0u);
+  EXPECT_GT(big.write_bytes_page, 0u);
+  EXPECT_EQ(big.read_bytes_direct, 0u);
+  EXPECT_EQ(big.write_bytes_direct, 0u);
+  EXPECT_LE(big.pagecache_hit_bytes, big.read_bytes_page);
+}
+
 TEST(StoreKvCacheTest, ClearErrors) {
   testing::TempDir dir;
   const std::string path = dir.File("kv.img");

@@ -70,7 +70,12 @@ Result<PlacementPlan> DualPlacement::Replan(const MemoryReading& reading, const 
 
 uint64_t DualPlacement::Count(KvPath p) const {
   uint64_t n = 0;
-  for (const Layer& l : layers_) n += static_cast<uint64_t>(std::count(l.paths.begin(), l.paths.end(), p));
+  for (const Layer& l : layers_) {
+    const uint64_t used = std::min<uint64_t>((l.n_tokens + chunk_tokens_ - 1) / chunk_tokens_,
+                                             l.paths.size());
+    n += static_cast<uint64_t>(
+        std::count(l.paths.begin(), l.paths.begin() + static_cast<ptrdiff_t>(used), p));
+  }
   return n;
 }
 

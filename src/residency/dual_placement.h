@@ -42,8 +42,9 @@ class DualPlacement {
 
   const PlacementPolicy& policy() const { return policy_; }
   uint64_t transitions() const { return transitions_; }  // chunk path changes planned so far
-  uint64_t page_chunks() const;    // chunks (full or not) now on PAGE
-  uint64_t direct_chunks() const;  // chunks (full or not) now on DIRECT
+  // Chunks holding tokens (full or the partial tail) now on PAGE and on DIRECT.
+  uint64_t page_chunks() const;
+  uint64_t direct_chunks() const;
 
  private:
   struct Layer {

@@ -36,7 +36,9 @@ for i in $(seq 1 30); do
 done > "$PROMPT"
 
 echo
-echo "demo: dualblade run, KV policy dual, KV cache in $STORE (random weights: the text is noise)"
+echo "demo: dualblade run, KV policy dual, KV cache in $STORE, memory budget 256 MiB"
+echo "      (the model's weights, activations and KV do not all fit: dual keeps part of the KV in the"
+echo "      page cache and reads the rest with O_DIRECT; random weights, so the text is noise)"
 "$BIN" run -m "$MODEL" -f "$PROMPT" -n 32 --temp 0 --kv-policy dual --kv-store "$STORE" \
-  --no-echo --stats-json "$DATA/demo-stats.json"
+  --mem-budget 256M --no-echo --stats-json "$DATA/demo-stats.json"
 echo "demo: statistics written to $DATA/demo-stats.json"

@@ -181,6 +181,7 @@ Status Run(const RunArgs& a) {
   };
   Status st = session.Generate(prompt, a.n_predict, &sampler, is_end, on_token, progress);
   std::printf("\n");
+  std::fflush(stdout);  // the summary goes to stderr; keep it after the generated text
   DB_RETURN_IF_ERROR(st);
 
   const engine::SessionStats& s = session.stats();

@@ -12,18 +12,14 @@
 
 #include "model/pretokenizer.h"
 #include "model/tokenizer.h"
+#include "model/tokenizer_symbols.h"
 #include "model/unicode.h"
 
 namespace dualblade {
 
 namespace {
 
-struct Symbol {
-  int prev;
-  int next;
-  const char* text;
-  size_t n;
-};
+using tokenizer_internal::Symbol;
 
 struct Bigram {
   int left;
@@ -46,18 +42,10 @@ void Tokenizer::TokenizeBpe(std::string_view text, std::vector<TokenId>* out) co
   std::string scratch;
   for (const std::string& raw_word : pretokenizer_->Split(text)) {
     const std::string word = ByteEncode(raw_word);
-    symbols.clear();
     if (ignore_merges_ && TextToToken(word) != kNoToken) {
-      symbols.push_back({-1, -1, word.data(), word.size()});
+      symbols.assign(1, Symbol{-1, -1, word.data(), word.size()});
     } else {
-      for (size_t offs = 0; offs < word.size();) {
-        const size_t len =
-            std::min(Utf8SequenceLength(static_cast<uint8_t>(word[offs])), word.size() - offs);
-        const int index = static_cast<int>(symbols.size());
-        symbols.push_back(
-            {index - 1, offs + len == word.size() ? -1 : index + 1, word.data() + offs, len});
-        offs += len;
-      }
+      tokenizer_internal::SplitIntoSymbols(word, &symbols);
     }
 
     std::priority_queue<Bigram, std::vector<Bigram>, BigramGreater> queue;
@@ -75,17 +63,9 @@ void Tokenizer::TokenizeBpe(std::string_view text, std::vector<TokenId>* out) co
     while (!queue.empty()) {
       const Bigram b = queue.top();
       queue.pop();
-      Symbol& left = symbols[b.left];
-      Symbol& right = symbols[b.right];
-      // Both sides alive and adjacent (right.n > 0 means nothing merged it away), so the merged
-      // text is still the one queued exactly when the sizes add up.
-      if (left.n == 0 || right.n == 0 || left.n + right.n != b.size) continue;
-      left.n += right.n;
-      right.n = 0;
-      left.next = right.next;
-      if (right.next >= 0) symbols[right.next].prev = b.left;
-      try_add(left.prev, b.left);
-      try_add(b.left, left.next);
+      if (!tokenizer_internal::MergeIfCurrent(&symbols, b.left, b.right, b.size)) continue;
+      try_add(symbols[b.left].prev, b.left);
+      try_add(b.left, symbols[b.left].next);
     }
 
     for (const Symbol& s : symbols) {

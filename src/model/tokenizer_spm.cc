@@ -12,18 +12,14 @@
 #include <vector>
 
 #include "model/tokenizer.h"
+#include "model/tokenizer_symbols.h"
 #include "model/unicode.h"
 
 namespace dualblade {
 
 namespace {
 
-struct Symbol {
-  int prev;
-  int next;
-  const char* text;
-  size_t n;  // bytes; 0 once merged into its left neighbour
-};
+using tokenizer_internal::Symbol;
 
 struct Bigram {
   int left;
@@ -43,15 +39,7 @@ struct BigramLess {
 
 void Tokenizer::TokenizeSpm(std::string_view text, std::vector<TokenId>* out) const {
   std::vector<Symbol> symbols;
-  symbols.reserve(text.size());
-  for (size_t offs = 0; offs < text.size();) {
-    const size_t len =
-        std::min(Utf8SequenceLength(static_cast<uint8_t>(text[offs])), text.size() - offs);
-    const int index = static_cast<int>(symbols.size());
-    symbols.push_back({index - 1, offs + len == text.size() ? -1 : index + 1, text.data() + offs,
-                       len});
-    offs += len;
-  }
+  tokenizer_internal::SplitIntoSymbols(text, &symbols);
 
   std::priority_queue<Bigram, std::vector<Bigram>, BigramLess> queue;
   // Which pair produced each merged text: used to split a symbol that is not a token back into
@@ -72,15 +60,9 @@ void Tokenizer::TokenizeSpm(std::string_view text, std::vector<TokenId>* out) co
   while (!queue.empty()) {
     const Bigram b = queue.top();
     queue.pop();
-    Symbol& left = symbols[b.left];
-    Symbol& right = symbols[b.right];
-    if (left.n == 0 || right.n == 0 || left.n + right.n != b.size) continue;  // stale
-    left.n += right.n;
-    right.n = 0;
-    left.next = right.next;
-    if (right.next >= 0) symbols[right.next].prev = b.left;
-    try_add(left.prev, b.left);
-    try_add(b.left, left.next);
+    if (!tokenizer_internal::MergeIfCurrent(&symbols, b.left, b.right, b.size)) continue;
+    try_add(symbols[b.left].prev, b.left);
+    try_add(b.left, symbols[b.left].next);
   }
 
   // A symbol that is not a token: split it along the merge that made it, or emit its bytes.

@@ -48,11 +48,7 @@ Result<std::unique_ptr<StoreKvCache>> StoreKvCache::Create(store::KvStore* kv,
 }
 
 Status StoreKvCache::SetUpPlacement() {
-  // Kernel readahead past the end of a PAGE prefix pulls DIRECT chunks into the page cache,
-  // where they are never hit and push the PAGE set out; dual reads PAGE chunks whole, so it
-  // needs no readahead (as in the KV-trace benchmark).
-  const int err = ::posix_fadvise(kv_->store().device().buffered_fd(), 0, 0, POSIX_FADV_RANDOM);
-  if (err != 0) return ErrnoStatus("posix_fadvise(RANDOM) on the KV store", err);
+  DB_RETURN_IF_ERROR(kv_->DisableBufferedReadahead());
   MemoryMonitorOptions mo;
   mo.budget_bytes = opts_.mem_budget_bytes;
   DB_ASSIGN_OR_RETURN(monitor_, MemoryMonitor::OpenSystem(mo));

@@ -192,6 +192,11 @@ class KvStore {
   }
   // Hints the kernel to read the PAGE chunks of the range into the page cache (WILLNEED).
   virtual Status Prefetch(const KvRange& range) = 0;
+  // Turns the kernel's readahead off on the buffered descriptor (POSIX_FADV_RANDOM), for the
+  // dual placement: readahead past the end of a PAGE run pulls DIRECT chunks into the page cache,
+  // where they are never hit and push the PAGE set out, and dual reads PAGE chunks whole (with
+  // WILLNEED for exactly them), so it needs none. The pagecache policy keeps the default.
+  Status DisableBufferedReadahead();
   virtual Result<KvChunkLocation> ChunkLocation(SeqId seq, uint32_t layer, uint64_t chunk) const = 0;
 
   // Waits for every write in flight and returns the first write error. A failed chunk write is

@@ -135,4 +135,10 @@ Status KvStoreImpl::Prefetch(const KvRange& range) {
   return Status::OK();
 }
 
+Status KvStore::DisableBufferedReadahead() {
+  const int err = ::posix_fadvise(store().device().buffered_fd(), 0, 0, POSIX_FADV_RANDOM);
+  if (err != 0) return ErrnoStatus("posix_fadvise(RANDOM) on " + store().device().info().path, err);
+  return Status::OK();
+}
+
 }  // namespace dualblade::store

@@ -43,6 +43,13 @@ struct KvStats {
   uint64_t write_bytes_page = 0;
   uint64_t write_bytes_direct = 0;
   uint64_t pagecache_hit_bytes = 0;  // page-path bytes that were resident in the page cache
+  // Time the engine thread spent blocked inside ReadChunks waiting for reads (the I/O that
+  // compute did not hide), and the cross-layer prefetch: layers read ahead of the one being
+  // computed (the latest depth when it adapts), prefetched layer reads consumed and discarded.
+  double stall_ms = 0;
+  uint32_t prefetch_depth = 0;
+  uint64_t prefetch_used = 0;
+  uint64_t prefetch_discarded = 0;
 };
 
 class KvCache {

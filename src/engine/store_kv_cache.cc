@@ -5,9 +5,51 @@
 #include <algorithm>
 
 #include "common/log.h"
-#include "residency/residency_probe.h"
+#include "common/units.h"
 
 namespace dualblade::engine {
+namespace {
+
+uint64_t RoundDown(uint64_t x, uint64_t unit) { return x / unit * unit; }
+
+// The budget the cache's memory is sized against: --mem-budget, else the limit the process lives
+// in (cgroup or MemTotal); 0 when neither can be read (the store's defaults apply then).
+uint64_t SizingBudget(const StoreKvCacheOptions& opts) {
+  if (opts.mem_budget_bytes > 0) return opts.mem_budget_bytes;
+  auto monitor = MemoryMonitor::OpenSystem({});
+  if (!monitor.ok()) return 0;
+  Result<MemoryReading> r = (*monitor)->Sample();
+  return r.ok() ? r->limit_bytes : 0;
+}
+
+}  // namespace
+
+KvMemoryPlan PlanKvMemory(uint64_t budget_bytes, int prefetch_depth, uint64_t chunk_bytes) {
+  // 0 means unknown: size as for a budget large enough to reach every cap.
+  const uint64_t budget = budget_bytes > 0 ? budget_bytes : UINT64_MAX;
+  const uint64_t floor_bytes = std::max<uint64_t>(1 * kMiB, AlignUp(2 * chunk_bytes, 4 * kKiB));
+  // A 64th of the budget each for reads and writes: a 256 MiB budget spends 4 MiB on a read
+  // window and 4 MiB on writes, where the store's defaults (32 + 64 MiB) would take over a third.
+  auto share = [&](uint64_t cap) {
+    return std::max(floor_bytes, RoundDown(std::min(budget / 64, cap), 32 * kKiB));
+  };
+  KvMemoryPlan p;
+  p.read_staging_bytes = share(32 * kMiB);
+  p.write_inflight_bytes = share(64 * kMiB);
+  // About eight requests per window keep the device queue busy within it; never below one chunk
+  // part (the store's smallest read) and never above 1 MiB, where NVMe reads reach their peak.
+  const uint64_t part = AlignUp(std::max<uint64_t>(chunk_bytes / 2, 1), 4 * kKiB);
+  p.max_request_bytes = std::max(part, std::min<uint64_t>(p.read_staging_bytes / 8, 1 * kMiB));
+  if (prefetch_depth >= 0) {
+    p.max_prefetch_depth = static_cast<uint32_t>(prefetch_depth);
+  } else {
+    const uint64_t per_batch = p.read_staging_bytes + 2 * p.max_request_bytes;
+    const uint64_t batches = budget / 8 / per_batch;
+    p.max_prefetch_depth =
+        static_cast<uint32_t>(std::clamp<uint64_t>(batches > 2 ? batches - 2 : 0, 1, 8));
+  }
+  return p;
+}
 
 Result<std::unique_ptr<StoreKvCache>> StoreKvCache::Create(store::KvStore* kv,
                                                            const KvGeometry& g,
@@ -34,8 +76,28 @@ Result<std::unique_ptr<StoreKvCache>> StoreKvCache::Create(store::KvStore* kv,
   sg.chunk_tokens = static_cast<uint32_t>(g.chunk_tokens);
   sg.capacity_tokens = static_cast<uint64_t>(g.n_ctx);
   DB_CHECK(sg.row_bytes() == g.row_bytes());
+  if (opts.prefetch_depth < StoreKvCacheOptions::kAutoPrefetch) {
+    return Status::InvalidArgument("the prefetch depth must be a number of layers (0 or more) "
+                                   "or automatic");
+  }
   kv->set_verify_checksums(opts.verify_checksums);
   auto cache = std::unique_ptr<StoreKvCache>(new StoreKvCache(kv, g, opts));
+  const uint64_t chunk_bytes = 2 * sg.row_bytes() * sg.chunk_tokens;
+  cache->memory_plan_ = PlanKvMemory(SizingBudget(opts), opts.prefetch_depth, chunk_bytes);
+  if (opts.policy == "dual" && opts.mem_budget_bytes > 0) {
+    DB_RETURN_IF_ERROR(cache->CheckBudgetCoversReserves(chunk_bytes));
+  }
+  if (opts.prefetch_depth == StoreKvCacheOptions::kAutoPrefetch) {
+    const KvMemoryPlan& mp = cache->memory_plan_;
+    AdaptiveControllerOptions co;
+    // A prefetched layer holds at most one staging window, whatever its size.
+    co.layer_bytes = std::max(mp.read_staging_bytes, chunk_bytes);
+    co.chunk_bytes = chunk_bytes;
+    co.staging_budget_bytes = uint64_t{mp.max_prefetch_depth} * co.layer_bytes;
+    co.max_request_bytes = mp.max_request_bytes;
+    co.max_depth = mp.max_prefetch_depth;
+    cache->controller_ = std::make_unique<AdaptiveController>(co);
+  }
   DB_ASSIGN_OR_RETURN(cache->seq_, kv->CreateSequence(sg, opts.model_identity));
   DB_ASSIGN_OR_RETURN(store::KvSequenceInfo info, kv->Describe(cache->seq_));
   for (uint32_t l = 0; l < sg.n_layer; ++l) {
@@ -54,8 +116,11 @@ Status StoreKvCache::SetUpPlacement() {
   DB_ASSIGN_OR_RETURN(monitor_, MemoryMonitor::OpenSystem(mo));
   DB_ASSIGN_OR_RETURN(store::KvSequenceInfo info, kv_->Describe(seq_));
   const uint64_t chunk_bytes = 2 * info.layout.chunk_part_bytes();
-  // The tails (one partial chunk per layer) live in memory until their chunk fills.
-  monitor_->Reserve("kv-tails", static_cast<uint64_t>(geometry_.n_layer) * chunk_bytes);
+  // The tails (one partial chunk per layer) live in memory until their chunk fills; read
+  // staging, chunk writes in flight and the chunks a read batch copies from memory (tails,
+  // chunks still being written) are the store's own. What remains is the PAGE set's.
+  for (const MemoryReservation& r : OwnReservations(chunk_bytes))
+    monitor_->Reserve(r.name, r.bytes, r.kind);
   for (const MemoryReservation& r : opts_.reserves) monitor_->Reserve(r.name, r.bytes, r.kind);
   std::vector<uint64_t> capacity_chunks(static_cast<size_t>(geometry_.n_layer));
   for (size_t l = 0; l < capacity_chunks.size(); ++l)
@@ -75,6 +140,9 @@ Status StoreKvCache::Replan() {
   DB_ASSIGN_OR_RETURN(
       last_plan_,
       placement_->Replan(reading, [&](uint32_t layer, uint64_t begin, uint64_t end, KvPath p) {
+        // A prefetch that read these chunks through their old path is stale: drain it first.
+        const auto& pre = prefetch_[layer];
+        if (pre != nullptr && begin < pre->covered_chunks) DiscardPrefetch(static_cast<int>(layer));
         return kv_->SetChunkPath(seq_, layer, begin, end,
                                  p == KvPath::kPage ? store::KvPath::kPage
                                                     : store::KvPath::kDirect);
@@ -90,6 +158,11 @@ Result<std::unique_ptr<StoreKvCache>> StoreKvCache::Open(const std::string& stor
                       store::Store::Open(store_path, store::StoreOpenOptions{.read_only = false}));
   store::KvStoreOptions ko;
   ko.verify_checksums = opts.verify_checksums;
+  const uint64_t chunk_bytes = 2 * g.row_bytes() * static_cast<uint64_t>(std::max(g.chunk_tokens, 1));
+  const KvMemoryPlan mp = PlanKvMemory(SizingBudget(opts), opts.prefetch_depth, chunk_bytes);
+  ko.read_staging_bytes = mp.read_staging_bytes;
+  ko.max_request_bytes = mp.max_request_bytes;
+  ko.write_inflight_bytes = mp.write_inflight_bytes;
   DB_ASSIGN_OR_RETURN(std::unique_ptr<store::KvStore> kv, store::KvStore::Open(st.get(), ko));
   DB_ASSIGN_OR_RETURN(std::unique_ptr<StoreKvCache> cache, Create(kv.get(), g, opts));
   cache->owned_store_ = std::move(st);
@@ -97,7 +170,33 @@ Result<std::unique_ptr<StoreKvCache>> StoreKvCache::Open(const std::string& stor
   return cache;
 }
 
+std::vector<MemoryReservation> StoreKvCache::OwnReservations(uint64_t chunk_bytes) const {
+  const KvMemoryPlan& mp = memory_plan_;
+  return {{"kv-tails", static_cast<uint64_t>(geometry_.n_layer) * chunk_bytes, ReserveKind::kAnon},
+          {"kv-read-staging", mp.read_staging_reserve_bytes(), ReserveKind::kAnon},
+          {"kv-write-inflight", mp.write_inflight_bytes, ReserveKind::kAnon},
+          {"kv-read-copies", mp.read_batches() * chunk_bytes, ReserveKind::kAnon}};
+}
+
+Status StoreKvCache::CheckBudgetCoversReserves(uint64_t chunk_bytes) const {
+  uint64_t need = 0;
+  std::string parts;
+  auto add = [&](const MemoryReservation& r) {
+    need += r.bytes;
+    parts += (parts.empty() ? "" : ", ") + r.name + " " + FormatBytes(r.bytes);
+  };
+  for (const MemoryReservation& r : opts_.reserves) add(r);
+  for (const MemoryReservation& r : OwnReservations(chunk_bytes)) add(r);
+  if (opts_.mem_budget_bytes >= need) return Status::OK();
+  return Status::InvalidArgument("a memory budget of " + FormatBytes(opts_.mem_budget_bytes) +
+                                 " cannot hold the " + FormatBytes(need) +
+                                 " the run keeps in memory besides the KV page cache (" + parts +
+                                 ")");
+}
+
 StoreKvCache::~StoreKvCache() {
+  // Reads in flight name the sequence: drain them before it is dropped.
+  for (auto& p : prefetch_) p.reset();
   if (opts_.drop_on_close && seq_ != 0) {
     Status st = kv_->Drop(seq_);
     if (!st.ok()) DB_LOG_WARN("dropping the KV sequence failed: %s", st.ToString().c_str());
@@ -123,81 +222,10 @@ Status StoreKvCache::Append(int layer, const void* k_rows, const void* v_rows, i
   return Status::OK();
 }
 
-Status StoreKvCache::ReadChunks(int layer, int64_t token_begin, int64_t token_end,
-                                const ChunkFn& fn) {
-  DB_CHECK(layer >= 0 && layer < geometry_.n_layer);
-  DB_CHECK(0 <= token_begin && token_begin <= token_end && token_end <= n_tokens_[layer]);
-  const uint64_t row = geometry_.row_bytes();
-  const int64_t first_chunk = token_begin / geometry_.chunk_tokens;
-  hit_fraction_.clear();
-  if (opts_.measure_pagecache_hits) MeasurePageCacheHits(layer, token_begin, token_end);
-  store::KvRange range{seq_, static_cast<uint32_t>(layer), static_cast<uint64_t>(token_begin),
-                       static_cast<uint64_t>(token_end)};
-  return kv_->ReadChunks({&range, 1}, [&](const store::KvChunkView& c) {
-    const uint64_t bytes = 2 * row * c.n_tokens;
-    switch (c.source) {
-      case store::KvSource::kMemory: reads_.read_bytes_memory += bytes; break;
-      case store::KvSource::kPage: {
-        reads_.read_bytes_page += bytes;
-        // Only chunks the store really read through the page cache count as hits: a PAGE
-        // chunk whose write is still in flight is delivered from memory.
-        const auto i = static_cast<size_t>(static_cast<int64_t>(c.chunk) - first_chunk);
-        if (i < hit_fraction_.size())
-          reads_.pagecache_hit_bytes += static_cast<uint64_t>(hit_fraction_[i] *
-                                                              static_cast<double>(bytes));
-        break;
-      }
-      case store::KvSource::kDirect: reads_.read_bytes_direct += bytes; break;
-    }
-    fn(static_cast<int64_t>(c.chunk), static_cast<int64_t>(c.token_begin),
-       static_cast<int>(c.n_tokens), c.k, c.v);
-  });
-}
-
-void StoreKvCache::MeasurePageCacheHits(int layer, int64_t token_begin, int64_t token_end) {
-  if (!CachestatSupported()) return;
-  const auto l = static_cast<uint32_t>(layer);
-  const int64_t ct = geometry_.chunk_tokens;
-  const int64_t first = token_begin / ct;
-  const int64_t end = token_end / ct;  // chunks past the last full one come from memory
-  hit_fraction_.assign(static_cast<size_t>(std::max<int64_t>(end - first, 0)), 0.0);
-  const int fd = kv_->store().device().buffered_fd();
-  const std::string& path = kv_->store().device().info().path;
-  for (int64_t c = first; c < end;) {
-    Result<store::KvPath> p = kv_->ChunkPath(seq_, l, static_cast<uint64_t>(c));
-    if (!p.ok() || *p != store::KvPath::kPage) {
-      ++c;
-      continue;
-    }
-    // A run of PAGE chunks adjacent on disk is one probe per part.
-    Result<store::KvChunkLocation> loc0 = kv_->ChunkLocation(seq_, l, static_cast<uint64_t>(c));
-    if (!loc0.ok()) return;
-    int64_t run = 1;
-    while (c + run < end) {
-      Result<store::KvPath> q = kv_->ChunkPath(seq_, l, static_cast<uint64_t>(c + run));
-      Result<store::KvChunkLocation> loc =
-          kv_->ChunkLocation(seq_, l, static_cast<uint64_t>(c + run));
-      if (!q.ok() || *q != store::KvPath::kPage || !loc.ok() ||
-          loc->k_offset_bytes != loc0->k_offset_bytes + static_cast<uint64_t>(run) * loc0->part_bytes) {
-        break;
-      }
-      ++run;
-    }
-    const uint64_t len = static_cast<uint64_t>(run) * loc0->part_bytes;
-    double fraction = 0;  // resident share of the run, K and V parts weighing alike
-    for (uint64_t off : {loc0->k_offset_bytes, loc0->v_offset_bytes}) {
-      Result<PageCacheResidency> r =
-          ProbeResidency(fd, path, off, len, ResidencyMethod::kCachestat);
-      if (!r.ok()) return;  // a measurement only: never fail the read for it
-      fraction += r->fraction() / 2;
-    }
-    for (int64_t x = c; x < c + run; ++x) hit_fraction_[static_cast<size_t>(x - first)] = fraction;
-    c += run;
-  }
-}
-
 KvStats StoreKvCache::stats() const {
   KvStats s = reads_;
+  s.stall_ms = static_cast<double>(stall_ns_) / 1e6;
+  s.prefetch_depth = prefetch_depth();
   const store::KvStoreStats& now = kv_->stats();
   s.write_bytes_page = now.write_bytes_page - base_stats_.write_bytes_page;
   s.write_bytes_direct = now.write_bytes_direct - base_stats_.write_bytes_direct;

@@ -1,6 +1,8 @@
 #include "compute/attention.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "common/check.h"
@@ -19,54 +21,42 @@ inline int VisibleTokens(bool causal, int64_t q_pos, int64_t token_begin, int n_
   return visible < n_tokens ? static_cast<int>(visible) : n_tokens;
 }
 
-// Short heads (stories260K has 8 dimensions) lose more to a call than they gain from SIMD.
-constexpr int kSimdMinHeadDim = 32;
-
-inline float DotShort(const float* a, const float* b, int n) {
-  float s = 0.0f;
-  for (int i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
 }  // namespace
 
 ChunkedAttention::ChunkedAttention(const AttentionShape& shape, const float* q, int n_q,
-                                   int64_t q_pos0, int n_chunks, ThreadPool* pool)
-    : shape_(shape),
-      q_(q),
-      n_q_(n_q),
-      q_pos0_(q_pos0),
-      n_chunks_(n_chunks),
-      pool_(pool),
-      stride_(2 + shape.head_dim) {
+                                   int64_t q_pos0, int n_chunks, ThreadPool* pool) {
+  Reset(shape, q, n_q, q_pos0, n_chunks, pool);
+}
+
+void ChunkedAttention::Reset(const AttentionShape& shape, const float* q, int n_q, int64_t q_pos0,
+                             int n_chunks, ThreadPool* pool) {
+  shape_ = shape;
+  q_ = q;
+  n_q_ = n_q;
+  q_pos0_ = q_pos0;
+  n_chunks_ = n_chunks;
+  pool_ = pool;
+  stride_ = 2 + shape.head_dim;
+  kernel_ = GetHeadPartial();
   DB_CHECK(shape_.n_head > 0 && shape_.n_head_kv > 0 && shape_.n_head % shape_.n_head_kv == 0);
   DB_CHECK(shape_.head_dim > 0 && n_q_ > 0 && n_chunks_ >= 0);
   acc_.assign(static_cast<size_t>(n_q_) * shape_.n_head * stride_, 0.0f);
   for (size_t i = 0; i < acc_.size(); i += stride_) acc_[i] = kNegInf;
+  next_chunk_ = 0;
+  early_.clear();
 }
 
 void ChunkedAttention::Add(int chunk_index, int64_t token_begin, int n_tokens, KvElemType type,
                            const void* k, const void* v) {
   DB_CHECK(chunk_index >= next_chunk_ && chunk_index < n_chunks_);
   DB_CHECK(early_.count(chunk_index) == 0);
-  const float* kf = static_cast<const float*>(k);
-  const float* vf = static_cast<const float*>(v);
-  if (type == KvElemType::kF16) {
-    const size_t n = static_cast<size_t>(n_tokens) * shape_.n_head_kv * shape_.head_dim;
-    k_f32_.resize(n);
-    v_f32_.resize(n);
-    Fp16ToFp32Row(static_cast<const uint16_t*>(k), k_f32_.data(), static_cast<int64_t>(n));
-    Fp16ToFp32Row(static_cast<const uint16_t*>(v), v_f32_.data(), static_cast<int64_t>(n));
-    kf = k_f32_.data();
-    vf = v_f32_.data();
-  }
   if (chunk_index != next_chunk_) {
     Partial p;
-    ComputePartial(token_begin, n_tokens, kf, vf, &p);
+    ComputePartial(token_begin, n_tokens, type, k, v, &p);
     early_.emplace(chunk_index, std::move(p));
     return;
   }
-  ComputePartial(token_begin, n_tokens, kf, vf, &scratch_);
+  ComputePartial(token_begin, n_tokens, type, k, v, &scratch_);
   Merge(scratch_);
   ++next_chunk_;
   for (auto it = early_.find(next_chunk_); it != early_.end(); it = early_.find(next_chunk_)) {
@@ -76,49 +66,44 @@ void ChunkedAttention::Add(int chunk_index, int64_t token_begin, int n_tokens, K
   }
 }
 
-void ChunkedAttention::ComputePartial(int64_t token_begin, int n_tokens, const float* k,
-                                      const float* v, Partial* out) {
+void ChunkedAttention::ComputePartial(int64_t token_begin, int n_tokens, KvElemType type,
+                                      const void* k, const void* v, Partial* out) {
   const int head_dim = shape_.head_dim;
   const int gqa = shape_.n_head / shape_.n_head_kv;
   const int64_t kv_row = static_cast<int64_t>(shape_.n_head_kv) * head_dim;
+  const int64_t elem_bytes = KvElemBytes(type);
   out->resize(acc_.size());
   float* dst = out->data();
-  auto work = [&](int64_t begin, int64_t end, int) {
-    std::vector<float> scores(static_cast<size_t>(n_tokens));
+  const size_t n_participants = pool_ != nullptr ? static_cast<size_t>(pool_->size()) : 1;
+  if (scores_.size() < n_participants) scores_.resize(n_participants);
+  for (size_t i = 0; i < n_participants; ++i) {
+    if (scores_[i].size() < static_cast<size_t>(n_tokens)) scores_[i].resize(n_tokens);
+  }
+  // K and V are read in place (f16 converted as they are loaded): no chunk-sized copies.
+  auto work = [&](int64_t begin, int64_t end, int participant) {
+    HeadPartialArgs args;
+    args.row_stride = kv_row;
+    args.head_dim = head_dim;
+    args.scale = shape_.scale;
+    args.type = type;
+    args.scores = scores_[participant].data();
     for (int64_t pair = begin; pair < end; ++pair) {
       const int64_t qi = pair / shape_.n_head;
       const int h = static_cast<int>(pair % shape_.n_head);
-      const int kvh = h / gqa;
-      const float* qv = q_ + pair * head_dim;
+      const int64_t head_offset = static_cast<int64_t>(h / gqa) * head_dim * elem_bytes;
       float* st = dst + pair * stride_;
-      float* o = st + 2;
-      std::fill(o, o + head_dim, 0.0f);
       const int n_vis = VisibleTokens(shape_.causal, q_pos0_ + qi, token_begin, n_tokens);
       if (n_vis == 0) {
         st[0] = kNegInf;
         st[1] = 0.0f;
+        std::fill(st + 2, st + 2 + head_dim, 0.0f);
         continue;
       }
-      const bool simd = head_dim >= kSimdMinHeadDim;
-      float m = kNegInf;
-      for (int t = 0; t < n_vis; ++t) {
-        const float* kt = k + t * kv_row + kvh * head_dim;
-        scores[t] = (simd ? DotF32(qv, kt, head_dim) : DotShort(qv, kt, head_dim)) * shape_.scale;
-        m = std::max(m, scores[t]);
-      }
-      double s = 0.0;
-      for (int t = 0; t < n_vis; ++t) {
-        const float e = std::exp(scores[t] - m);
-        s += e;
-        const float* vt = v + t * kv_row + kvh * head_dim;
-        if (simd) {
-          AxpyF32(e, vt, o, head_dim);
-        } else {
-          for (int d = 0; d < head_dim; ++d) o[d] += e * vt[d];
-        }
-      }
-      st[0] = m;
-      st[1] = static_cast<float>(s);
+      args.q = q_ + pair * head_dim;
+      args.k = static_cast<const uint8_t*>(k) + head_offset;
+      args.v = static_cast<const uint8_t*>(v) + head_offset;
+      args.n_keys = n_vis;
+      kernel_(args, st);
     }
   };
   const int64_t n_pairs = static_cast<int64_t>(n_q_) * shape_.n_head;

@@ -17,13 +17,10 @@
 #include <map>
 #include <vector>
 
+#include "compute/attention_kernels.h"
 #include "compute/thread_pool.h"
 
 namespace dualblade::compute {
-
-enum class KvElemType : uint8_t { kF32, kF16 };
-
-inline int KvElemBytes(KvElemType t) { return t == KvElemType::kF32 ? 4 : 2; }
 
 struct AttentionShape {
   int n_head = 0;
@@ -39,6 +36,12 @@ class ChunkedAttention {
   // called with (indices 0..n_chunks-1, each once). pool may be null (single thread).
   ChunkedAttention(const AttentionShape& shape, const float* q, int n_q, int64_t q_pos0,
                    int n_chunks, ThreadPool* pool);
+  // An object to Reset before use: the engine keeps one and resets it per layer, so its buffers
+  // are allocated once rather than per layer and token.
+  ChunkedAttention() = default;
+  // Starts a new computation with the constructor's arguments; buffers are kept.
+  void Reset(const AttentionShape& shape, const float* q, int n_q, int64_t q_pos0, int n_chunks,
+             ThreadPool* pool);
   ChunkedAttention(const ChunkedAttention&) = delete;
   ChunkedAttention& operator=(const ChunkedAttention&) = delete;
 
@@ -53,22 +56,23 @@ class ChunkedAttention {
  private:
   // Partial state of every (query, head): [n_q * n_head] of (m, s, o[head_dim]).
   using Partial = std::vector<float>;
-  void ComputePartial(int64_t token_begin, int n_tokens, const float* k, const float* v,
-                      Partial* out);
+  void ComputePartial(int64_t token_begin, int n_tokens, KvElemType type, const void* k,
+                      const void* v, Partial* out);
   void Merge(const Partial& p);
 
   AttentionShape shape_;
-  const float* q_;
-  int n_q_;
-  int64_t q_pos0_;
-  int n_chunks_;
-  ThreadPool* pool_;
-  int stride_;  // floats per (query, head) state: 2 + head_dim
+  const float* q_ = nullptr;
+  int n_q_ = 0;
+  int64_t q_pos0_ = 0;
+  int n_chunks_ = 0;
+  ThreadPool* pool_ = nullptr;
+  int stride_ = 0;  // floats per (query, head) state: 2 + head_dim
+  HeadPartialFn kernel_ = nullptr;
   Partial acc_;
   int next_chunk_ = 0;
   std::map<int, Partial> early_;  // chunks that arrived before their predecessors
-  std::vector<float> k_f32_, v_f32_;
   Partial scratch_;  // partial of an in-order chunk, reused
+  std::vector<std::vector<float>> scores_;  // per pool participant
 };
 
 // Plain reference: full softmax over keys [0, n_kv) in F32 and double sums. For tests.

@@ -38,7 +38,7 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::ParallelFor(int64_t n, const RangeFn& fn, int64_t min_per_thread) {
+void ThreadPool::Run(int64_t n, const RangeFn& fn, int64_t min_per_thread) {
   if (n <= 0) return;
   min_per_thread = std::max<int64_t>(1, min_per_thread);
   const int64_t slices =

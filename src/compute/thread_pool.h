@@ -9,9 +9,10 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace dualblade::compute {
@@ -29,10 +30,29 @@ class ThreadPool {
   // Runs fn(begin, end, participant) over slices covering [0, n) exactly once, each slice of at
   // least `min_per_thread` items (except when n is smaller), and returns when all are done.
   // `participant` is in [0, size()): 0 is the caller; use it only to pick scratch buffers.
-  using RangeFn = std::function<void(int64_t begin, int64_t end, int participant)>;
-  void ParallelFor(int64_t n, const RangeFn& fn, int64_t min_per_thread = 1);
+  // fn is any callable taking (int64_t begin, int64_t end, int participant); it is referenced,
+  // not copied, so a call allocates nothing (a decode step makes hundreds of them).
+  template <typename Fn>
+  void ParallelFor(int64_t n, Fn&& fn, int64_t min_per_thread = 1) {
+    using F = std::remove_reference_t<Fn>;
+    RangeFn ref;
+    ref.obj = const_cast<void*>(static_cast<const void*>(std::addressof(fn)));
+    ref.call = [](void* obj, int64_t begin, int64_t end, int participant) {
+      (*static_cast<F*>(obj))(begin, end, participant);
+    };
+    Run(n, ref, min_per_thread);
+  }
 
  private:
+  // A non-owning reference to the caller's callable.
+  struct RangeFn {
+    void* obj = nullptr;
+    void (*call)(void* obj, int64_t begin, int64_t end, int participant) = nullptr;
+    void operator()(int64_t begin, int64_t end, int participant) const {
+      call(obj, begin, end, participant);
+    }
+  };
+  void Run(int64_t n, const RangeFn& fn, int64_t min_per_thread);
   void WorkerLoop(int index);
   // Claims and runs slices of job `gen` until none is left or a newer job replaced it.
   void RunSlices(uint32_t gen, int participant);

@@ -1,6 +1,7 @@
 #include "engine/transformer.h"
 
 #include <cmath>
+#include <functional>
 
 #include "common/check.h"
 #include "compute/attention.h"
@@ -135,14 +136,14 @@ Status Transformer::Attention(int layer, int64_t n_tokens, int64_t pos0) {
   shape.head_dim = static_cast<int>(c_.n_embd_head);
   shape.scale = 1.0f / std::sqrt(static_cast<float>(c_.n_embd_head));
   shape.causal = true;
-  compute::ChunkedAttention attn(shape, q_.data(), static_cast<int>(n_tokens), pos0,
-                                 static_cast<int>(n_chunks), pool_);
-  DB_RETURN_IF_ERROR(kv_->ReadChunks(
-      layer, 0, n_ctx,
-      [&](int64_t chunk, int64_t token_begin, int n, const void* k, const void* v) {
-        attn.Add(static_cast<int>(chunk), token_begin, n, g.type, k, v);
-      }));
-  attn.Finish(attn_.data());
+  attention_.Reset(shape, q_.data(), static_cast<int>(n_tokens), pos0, static_cast<int>(n_chunks),
+                   pool_);
+  auto on_chunk = [&](int64_t chunk, int64_t token_begin, int n, const void* k, const void* v) {
+    attention_.Add(static_cast<int>(chunk), token_begin, n, g.type, k, v);
+  };
+  // std::ref: the callback wraps a reference, so no std::function allocation per layer and token.
+  DB_RETURN_IF_ERROR(kv_->ReadChunks(layer, 0, n_ctx, std::ref(on_chunk)));
+  attention_.Finish(attn_.data());
   return Status::OK();
 }
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "compute/attention.h"
 #include "compute/matmul.h"
 #include "compute/rope.h"
 #include "compute/thread_pool.h"
@@ -49,6 +50,7 @@ class Transformer {
   // Activations, [n_tokens, width] row-major.
   std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, out_;
   std::vector<uint16_t> k16_, v16_;
+  compute::ChunkedAttention attention_;  // reset per layer, buffers kept across tokens
 };
 
 // Checks that a KV geometry fits a model.

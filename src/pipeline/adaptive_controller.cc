@@ -49,7 +49,12 @@ void AdaptiveController::SetHeadroom(uint64_t headroom_bytes) {
 
 uint32_t AdaptiveController::MemoryCapDepth() const {
   uint64_t available = std::min(opts_.staging_budget_bytes, headroom_bytes_);
-  return static_cast<uint32_t>(std::min<uint64_t>(available / opts_.layer_bytes, opts_.max_depth));
+  uint64_t cap = available / opts_.layer_bytes;
+  // A pool shorter than a layer, with no pressure reported: depth 1 costs no memory beyond the
+  // pool (already charged) and lets the next layer's reads take the buffers the computing layer
+  // frees, so the device keeps reading through the layer's tail instead of idling.
+  if (cap == 0 && headroom_bytes_ >= opts_.staging_budget_bytes) cap = 1;
+  return static_cast<uint32_t>(std::min<uint64_t>(cap, opts_.max_depth));
 }
 
 void AdaptiveController::Decide() {

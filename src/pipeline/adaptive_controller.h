@@ -12,7 +12,10 @@
 //   stall feedback: when the smoothed stall per layer still exceeds stall_tolerance * compute,
 //                  want grows by one over the model (the model underestimates queueing).
 //   memory cap   = floor(available / layer_bytes), available = min(staging budget, headroom
-//                  reported by the memory monitor). Depth never exceeds it.
+//                  reported by the memory monitor). Depth never exceeds it. A staging budget
+//                  shorter than one layer still allows depth 1 while the headroom covers it
+//                  (no pressure): the pool is already charged, and streaming the next layer's
+//                  reads into buffers the computing layer frees keeps the device busy.
 //   hysteresis   = a smaller depth is taken at once (pressure must be relieved now); a larger
 //                  one only after grow_after consecutive decisions that all want it and whose
 //                  headroom (when one is reported) covers the larger depth plus

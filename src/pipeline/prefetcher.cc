@@ -90,7 +90,9 @@ void Prefetcher::StartComputeIfIdle() {
   ComputeTask task;
   task.step = step_;
   task.layer = l;
-  if (ready_head_[l] < ready_[l].size()) {
+  if (!opts_.stream_chunks && ready_[l].size() < opts_.chunks_per_layer) {
+    return;  // no overlap: the layer computes once all of it has landed
+  } else if (ready_head_[l] < ready_[l].size()) {
     task.chunk = ready_[l][ready_head_[l]++];
     Slot& slot = slots_[size_t{l} * opts_.chunks_per_layer + task.chunk];
     DB_CHECK(slot.state == kReady);
@@ -155,11 +157,19 @@ void Prefetcher::OnCompute(const PipelineEvent& ev) {
     chunks_done_ = 0;
     tail_started_ = false;
   }
+  if (!ev.status.ok()) {
+    Fail(ev.status.Annotate("computing layer " + std::to_string(l)));
+  }
 }
 
 Status Prefetcher::RunStep(uint64_t step, StepStats* stats) {
   DB_CHECK_MSG(leases_held_ == 0 && reads_in_flight_ == 0 && !compute_busy_,
                "RunStep re-entered");
+  if (!opts_.stream_chunks && pool_->capacity_buffers() < opts_.chunks_per_layer) {
+    return Status::InvalidArgument("a step that computes whole layers needs a staging pool of " +
+                                   std::to_string(opts_.chunks_per_layer) + " buffers, not " +
+                                   std::to_string(pool_->capacity_buffers()));
+  }
   step_ = step;
   plan_ = opts_.controller != nullptr ? opts_.controller->plan() : opts_.fixed_plan;
   plan_.request_chunks = std::max<uint32_t>(plan_.request_chunks, 1);

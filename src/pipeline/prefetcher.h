@@ -25,7 +25,7 @@
 // is issued before any later layer's: a later layer's chunk holding a buffer never starves the
 // computing layer, and a pool of even one buffer always makes progress.
 //
-// Failure: the first failed read (or Cancel) stops new reads and new compute, returns ready
+// Failure: the first failed read or compute task (or Cancel) stops new reads and new compute, returns ready
 // leases, then waits for everything still in flight; RunStep returns that Status with the pool
 // full again. A cancelled step returns Busy.
 //
@@ -68,7 +68,7 @@ struct PipelineEvent {
   enum class Kind : uint8_t { kRead, kCompute };
   Kind kind = Kind::kRead;
   uint64_t token = 0;  // as passed to StartRead / StartCompute
-  Status status;       // reads only: OK, or why the whole request failed
+  Status status;       // OK, or why the whole read request (or the compute task) failed
 };
 
 class PipelineExecutor {
@@ -103,6 +103,10 @@ struct PrefetcherOptions {
   // The plan when controller is null (a fixed depth, e.g. 0 for no overlap across layers).
   PipelinePlan fixed_plan;
   AdaptiveController* controller = nullptr;  // not owned; fed after every completed step
+  // Hand chunks to compute as each lands (true), or only once the whole layer has landed (false:
+  // with depth 0, a step with no overlap at all, the baseline the pipeline is measured against;
+  // REQUIRES a pool that holds one layer, else RunStep returns InvalidArgument).
+  bool stream_chunks = true;
 };
 
 class Prefetcher {

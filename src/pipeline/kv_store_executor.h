@@ -1,0 +1,165 @@
+// KvStoreExecutor: the Prefetcher's PipelineExecutor over a real KvStore, with real threads.
+//
+// Threads: the caller's thread runs the Prefetcher and blocks in WaitEvent on a condition
+// variable; an I/O thread owns the KvStore while reads are outstanding (KvStore and its IoEngine
+// belong to one thread at a time; the hand-over is ordered by this executor's mutex); a compute
+// thread runs compute tasks, so the scheduler keeps turning read completions into new reads while
+// compute runs.
+//
+// Reads: StartRead of a ReadRequest becomes one KvReadBatch over the request's chunk range of
+// (seq, layer), polled on the I/O thread in completion order, several batches in flight at once.
+// Each delivered chunk is copied from the store's staging into the request's staging buffer (K
+// rows at offset 0, V rows at kv_part_bytes(); the KvStore API hands chunks out only during its
+// callback). PAGE chunks are copied out of the page cache by the kernel on the I/O thread (inline
+// in io_uring's submit, or its workers on a miss), DIRECT chunks by the device's DMA; either way
+// off the compute thread and while the DIRECT requests already submitted sit in the device queue.
+// When the batch is done the request completes with OK, or with the batch's first error (I/O,
+// checksum Corruption) once the batch has been destroyed (its destructor waits for the kernel),
+// so no staging buffer is written after its completion has been returned. As each chunk lands,
+// CopyStage::Start makes it available to compute.
+//
+// Cancellation: CancelReads destroys every pending batch (waiting for the kernel) and completes
+// each outstanding request with Busy; every started read still completes exactly once.
+//
+// Compute: StartCompute runs opts.compute on the compute thread over CopyStage::Acquire of the
+// chunk's staging (empty for a layer tail); its Status is the event's, so a failed check fails the
+// step as a failed read does.
+//
+// Between steps (nothing outstanding) the caller's thread may use the KvStore again (Append,
+// SetChunkPath); token counts of each layer are read at the first read of each step (a new
+// ReadRequest::step), so appends between steps are seen.
+//
+// Thread-safety: the PipelineExecutor methods are called from one thread (the Prefetcher's).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "common/status.h"
+#include "pipeline/copy_stage.h"
+#include "pipeline/prefetcher.h"
+#include "store/kv_store.h"
+
+namespace dualblade {
+
+// Compute over one chunk (data = the compute-side memory of its staging buffer) or a layer tail
+// (data empty). Runs on the compute thread.
+using KvComputeFn = std::function<Status(const ComputeTask& task, std::span<const uint8_t> data)>;
+
+struct KvStoreExecutorOptions {
+  store::SeqId seq = 0;
+  KvComputeFn compute;  // REQUIRED
+  // Not owned; null = a CpuCopyStage owned by the executor.
+  CopyStage* copy_stage = nullptr;
+  // Optional; runs on the I/O thread (the KvStore's owner then) before the first read of each
+  // layer in a step, e.g. to probe the page-cache residency of its PAGE chunks. An error fails
+  // that read.
+  std::function<Status(uint32_t layer)> before_layer_read;
+};
+
+// What the reads delivered, by where the store served each chunk from. Totals since creation.
+struct KvExecutorStats {
+  uint64_t chunks_page = 0;
+  uint64_t chunks_direct = 0;
+  uint64_t chunks_memory = 0;
+  uint64_t bytes_staged = 0;  // copied from the store's staging into the pipeline's
+  uint64_t batches = 0;
+};
+
+class KvStoreExecutor final : public PipelineExecutor {
+ public:
+  // Reads the sequence's geometry (on the calling thread, which owns the KvStore now). The
+  // KvStore must outlive the executor. NotFound for an unknown sequence.
+  static Result<std::unique_ptr<KvStoreExecutor>> Create(store::KvStore* kv,
+                                                         const KvStoreExecutorOptions& opts);
+  // Cancels and drains whatever is still outstanding, then stops the threads.
+  ~KvStoreExecutor() override;
+  KvStoreExecutor(const KvStoreExecutor&) = delete;
+  KvStoreExecutor& operator=(const KvStoreExecutor&) = delete;
+
+  uint64_t NowUs() const override;
+  void StartRead(uint64_t token, const ReadRequest& req) override;
+  void StartCompute(uint64_t token, const ComputeTask& task) override;
+  void CancelReads() override;
+  PipelineEvent WaitEvent() override;
+
+  // Staging layout of one chunk: K rows, then V rows at kv_part_bytes().
+  uint64_t row_bytes() const { return row_bytes_; }
+  uint64_t chunk_tokens() const { return chunk_tokens_; }
+  uint64_t kv_part_bytes() const { return chunk_tokens_ * row_bytes_; }
+  uint64_t chunk_staging_bytes() const { return 2 * kv_part_bytes(); }
+  uint32_t n_layer() const { return n_layer_; }
+  KvExecutorStats stats() const;
+  CopyStage& copy_stage() { return *copy_; }
+  // Where the store served a chunk of the current step from. Valid on the compute thread for the
+  // chunk of its task, and on the caller's thread once the chunk's read has completed.
+  store::KvSource source(uint32_t layer, uint32_t chunk) const;
+
+ private:
+  struct Read {
+    uint64_t token = 0;
+    uint64_t cancel_gen = 0;  // CancelReads calls before this read started
+    ReadRequest req;
+    std::unique_ptr<store::KvReadBatch> batch;
+    uint64_t token_begin = 0, token_end = 0;
+    std::vector<uint8_t> landed;  // per chunk of the request
+    uint32_t n_landed = 0;
+    Status status;
+  };
+
+  KvStoreExecutor(store::KvStore* kv, const KvStoreExecutorOptions& opts);
+  void IoLoop();
+  void ComputeLoop();
+  // I/O thread helpers.
+  void Begin(Read& r);
+  void PollRead(Read& r, bool wait);
+  void Land(Read& r, const store::KvChunkView& v);
+  void Finish(Read& r);
+  // Cancels the reads started before cancel generation GEN; returns the survivors of FRESH.
+  void CancelBefore(uint64_t gen, std::deque<Read>* fresh);
+  void Post(PipelineEvent ev);
+
+  store::KvStore* kv_;
+  KvStoreExecutorOptions opts_;
+  std::unique_ptr<CpuCopyStage> own_copy_;
+  CopyStage* copy_ = nullptr;
+  uint32_t n_layer_ = 0;
+  uint64_t chunk_tokens_ = 0;
+  uint64_t row_bytes_ = 0;
+  const std::chrono::steady_clock::time_point epoch_;
+
+  std::mutex mu_;
+  std::condition_variable io_cv_, compute_cv_, event_cv_;
+  bool stop_ = false;                            // GUARDED_BY(mu_)
+  // CancelReads calls so far. A cancel applies to the reads started before it only: the I/O thread
+  // may see it after those reads finished, and must not cancel the next step's reads then.
+  uint64_t cancel_gen_ = 0;                      // GUARDED_BY(mu_)
+  std::deque<Read> submitted_;                   // GUARDED_BY(mu_): not yet seen by the I/O thread
+  std::optional<std::pair<uint64_t, ComputeTask>> compute_task_;  // GUARDED_BY(mu_)
+  std::deque<PipelineEvent> events_;             // GUARDED_BY(mu_)
+
+  // I/O thread only.
+  std::deque<Read> active_;
+  std::optional<uint64_t> step_;
+  std::vector<uint64_t> layer_tokens_;
+  std::vector<bool> layer_probed_;
+  // Per (layer, chunk) of the step: a KvSource, written when the chunk lands. Ordered before its
+  // readers by the event hand-over through mu_.
+  std::vector<uint8_t> sources_;
+  uint64_t source_stride_ = 0;  // chunks per layer in sources_
+
+  std::atomic<uint64_t> chunks_page_{0}, chunks_direct_{0}, chunks_memory_{0};
+  std::atomic<uint64_t> bytes_staged_{0}, batches_{0};
+
+  std::thread io_thread_, compute_thread_;  // last: started once everything above exists
+};
+
+}  // namespace dualblade

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "bench/device_stats.h"
+#include "bench/trace_pipeline.h"
 #include "common/clock.h"
 #include "common/units.h"
 #include "residency/dual_placement.h"
@@ -19,16 +20,24 @@ namespace dualblade {
 
 namespace {
 
-// The one-layer lookahead "auto" means until the adaptive pipeline exists: enough to overlap a
-// layer's reads with the previous layer's compute, at the staging cost of one more batch.
-constexpr int32_t kAutoPrefetchDepth = 1;
-// Staging one read batch may hold, in requests of at most 1 MiB: 16 requests (8 K runs and 8 V
-// runs) in flight per batch keep the device queue deep while bounding the anonymous memory a
-// tight budget must grant (1 MiB rather than the device's max transfer, often 4 MiB, which
-// would leave only a few requests in flight).
+// The store's read staging: arenas of this size, slots of two requests of at most 1 MiB (1 MiB
+// rather than the device's max transfer, often 4 MiB, keeps more requests in flight per byte of
+// staging). The pipeline keeps at most kMaxQueueDepth read batches (one request per part each)
+// in flight, so the arenas never hold more than kMaxQueueDepth slots.
 constexpr uint64_t kReadStagingBytes = 16 * kMiB;
 constexpr uint64_t kMaxRequestBytes = 1 * kMiB;
+constexpr uint32_t kMaxQueueDepth = 12;
 constexpr uint64_t kWriteInflightBytes = 16 * kMiB;
+// Share of a layer's compute that is per-chunk attention (runs as chunks land); the rest (output
+// projection, MLP) needs the whole attention output.
+constexpr double kAttentionFraction = 0.5;
+
+// The pipeline's staging pool: an eighth of the budget, within [8 MiB, 256 MiB] (64 MiB with no
+// budget). Depth beyond what it holds streams through it chunk by chunk.
+uint64_t StagingBudget(uint64_t budget_bytes) {
+  if (budget_bytes == 0) return 64 * kMiB;
+  return std::clamp<uint64_t>(budget_bytes / 8, 8 * kMiB, 256 * kMiB);
+}
 
 uint64_t Mix(uint64_t x) {  // splitmix64 finalizer
   x += 0x9E3779B97F4A7C15ull;
@@ -46,20 +55,6 @@ void FillRow(uint32_t layer, uint64_t token, int kv, uint64_t n_elems, uint16_t*
     const auto bits = static_cast<uint16_t>(h >> (16 * (i % 4)));
     out[i] = static_cast<uint16_t>(0x3C00 | (bits & 0x83FF));
   }
-}
-
-// Busy CPU work standing in for a layer's attention and MLP: the core is really occupied, as it
-// would be, so the I/O path competes for CPU the way it would in inference.
-void BusyCompute(uint64_t us) {
-  if (us == 0) return;
-  Stopwatch sw;
-  volatile uint64_t sink = 0;
-  uint64_t x = 1;
-  while (sw.ElapsedNanos() < us * 1000) {
-    for (int i = 0; i < 256; ++i) x = Mix(x);
-    sink = x;
-  }
-  (void)sink;
 }
 
 store::KvPath ToStorePath(KvPath p) {
@@ -100,8 +95,10 @@ class Replay {
   uint64_t consumed_tokens_ = 0;
   double append_ms_ = 0;
   std::vector<uint16_t> check_row_;
-  std::vector<double> stalls_;
-  double overlap_sum_ = 0;
+  std::unique_ptr<TracePipeline> pipeline_;
+  // Per decode step.
+  std::vector<double> stalls_, overlaps_, io_ms_, compute_ms_;
+  std::vector<double> depths_;
 };
 
 Status Replay::Open() {
@@ -142,10 +139,26 @@ Status Replay::Open() {
   MemoryMonitorOptions mo;
   mo.budget_bytes = o_.budget_bytes;
   DB_ASSIGN_OR_RETURN(monitor_, MemoryMonitor::OpenSystem(mo));
-  // What is not KV page cache: read staging per batch in flight (the store may pool twice as
-  // much), chunk writes in flight, the tails, and this replay's row buffers.
-  const uint64_t batches = static_cast<uint64_t>(r_.prefetch_depth) + 1;
-  monitor_->Reserve("kv-read-staging", 2 * batches * kReadStagingBytes);
+  TracePipelineOptions po;
+  po.seq = seq_;
+  po.max_tokens = s_.n_ctx + s_.n_gen;
+  po.compute_us_per_layer = o_.compute_us_per_layer;
+  po.attention_fraction = kAttentionFraction;
+  po.prefetch_depth = o_.prefetch_depth == TraceReplayOptions::kAutoPrefetch
+                          ? TracePipelineOptions::kAuto
+                          : std::max(o_.prefetch_depth, 0);
+  po.staging_budget_bytes = StagingBudget(o_.budget_bytes);
+  po.max_request_bytes = kMaxRequestBytes;
+  po.max_queue_depth = kMaxQueueDepth;
+  po.check = [this](uint32_t layer, const store::KvChunkView& v) { return Consume(layer, v); };
+  po.before_layer_read = [this](uint32_t layer) { return ProbeLayer(layer); };
+  DB_ASSIGN_OR_RETURN(pipeline_, TracePipeline::Create(kv_.get(), po));
+  // What is not KV page cache: the pipeline's staging pool, the store's read staging for the
+  // requests in flight (whole arenas), chunk writes in flight, the tails, and this replay's row
+  // buffers.
+  monitor_->Reserve("pipeline-staging", pipeline_->staging_bytes());
+  monitor_->Reserve("kv-read-staging",
+                    AlignUp(uint64_t{kMaxQueueDepth} * 2 * kMaxRequestBytes, kReadStagingBytes));
   monitor_->Reserve("kv-write-inflight", kWriteInflightBytes);
   monitor_->Reserve("kv-tails", uint64_t{s_.n_layer} * chunk_bytes_);
   monitor_->Reserve("trace-rows", 2 * s_.chunk_tokens * s_.row_bytes());
@@ -269,50 +282,33 @@ Status Replay::Consume(uint32_t layer, const store::KvChunkView& v) {
   return Status::OK();
 }
 
-// One decode step: layer by layer, wait for the layer's chunks (reads for the next
-// prefetch_depth layers already in flight), compute, append the new token's row.
+// One decode step through the pipeline: every layer's chunks read (reads for the next layers in
+// flight while one computes), checked and computed chunk by chunk as they land, then the layer's
+// tail; then the new token's row is appended to every layer. The appends wait for the step's end
+// because the executor's I/O thread owns the store during the step; the new rows are in the
+// model's hands already, and the next step is the first to read them.
 Status Replay::DecodeStep(uint32_t step) {
   DB_RETURN_IF_ERROR(Replan());
-  const uint32_t depth = r_.prefetch_depth;
-  std::deque<std::unique_ptr<store::KvReadBatch>> batches;
-  uint32_t started = 0;
-  double stall_ms = 0, compute_ms = 0;
-  Status cb_status;
-  Stopwatch sw;
-  for (uint32_t l = 0; l < s_.n_layer; ++l) {
-    while (started < s_.n_layer && started <= l + depth) {
-      DB_RETURN_IF_ERROR(ProbeLayer(started));
-      store::KvRange range{seq_, started, 0, layers_[started].n_tokens};
-      DB_ASSIGN_OR_RETURN(std::unique_ptr<store::KvReadBatch> b,
-                          kv_->StartRead(std::span<const store::KvRange>(&range, 1)));
-      batches.push_back(std::move(b));
-      ++started;
-    }
-    consumed_tokens_ = 0;
-    Stopwatch wait;
-    store::KvReadBatch* b = batches.front().get();
-    while (!b->done()) {
-      DB_ASSIGN_OR_RETURN(size_t n, b->Poll(/*wait=*/true, [&](const store::KvChunkView& v) {
-        if (cb_status.ok()) cb_status = Consume(l, v);
-      }));
-      (void)n;
-      DB_RETURN_IF_ERROR(cb_status);
-    }
-    stall_ms += wait.ElapsedMillis();
-    batches.pop_front();
-    if (consumed_tokens_ != layers_[l].n_tokens)
-      return Status::Corruption("step " + std::to_string(step) + " layer " + std::to_string(l) +
-                                ": read " + std::to_string(consumed_tokens_) + " of " +
-                                std::to_string(layers_[l].n_tokens) + " tokens");
-    Stopwatch compute;
-    BusyCompute(o_.compute_us_per_layer);
-    compute_ms += compute.ElapsedMillis();
-    DB_RETURN_IF_ERROR(AppendRows(l, layers_[l].n_tokens, 1));
+  const uint64_t n_tokens = layers_[0].n_tokens;
+  for (const LayerView& l : layers_) {
+    if (l.n_tokens != n_tokens)
+      return Status::Corruption("layers hold different token counts before step " +
+                                std::to_string(step));
   }
-  const double step_ms = sw.ElapsedMillis();
-  r_.decode_step_ms.push_back(step_ms);
-  stalls_.push_back(stall_ms);
-  overlap_sum_ += step_ms > 0 ? compute_ms / step_ms : 0;
+  consumed_tokens_ = 0;
+  Stopwatch sw;
+  DB_ASSIGN_OR_RETURN(StepStats st, pipeline_->RunStep(step, n_tokens));
+  if (consumed_tokens_ != uint64_t{s_.n_layer} * n_tokens)
+    return Status::Corruption("step " + std::to_string(step) + ": read " +
+                              std::to_string(consumed_tokens_) + " of " +
+                              std::to_string(uint64_t{s_.n_layer} * n_tokens) + " tokens");
+  for (uint32_t l = 0; l < s_.n_layer; ++l) DB_RETURN_IF_ERROR(AppendRows(l, n_tokens, 1));
+  r_.decode_step_ms.push_back(sw.ElapsedMillis());
+  stalls_.push_back(static_cast<double>(st.stall_us) / 1000.0);
+  overlaps_.push_back(st.overlap_efficiency());
+  io_ms_.push_back(static_cast<double>(st.io_busy_us) / 1000.0);
+  compute_ms_.push_back(static_cast<double>(st.compute_busy_us) / 1000.0);
+  depths_.push_back(st.depth);
   return Status::OK();
 }
 
@@ -323,9 +319,6 @@ Result<TraceReplayResult> Replay::Run() {
   if (o_.placement.policy == KvPolicy::kMemory)
     return Status::NotSupported("the memory policy needs the model engine's in-memory KV cache; "
                                 "the trace replays the store's paths only");
-  r_.prefetch_depth = static_cast<uint32_t>(
-      o_.prefetch_depth == TraceReplayOptions::kAutoPrefetch ? kAutoPrefetchDepth
-                                                              : std::max(o_.prefetch_depth, 0));
   DB_RETURN_IF_ERROR(Open());
   DB_RETURN_IF_ERROR(Prefill());
   const store::KvStoreStats before = kv_->stats();
@@ -349,7 +342,10 @@ Result<TraceReplayResult> Replay::Run() {
   r_.decode_step_ms_p50 = Percentile(r_.decode_step_ms, 0.5);
   r_.decode_step_ms_p99 = Percentile(r_.decode_step_ms, 0.99);
   r_.stall_ms = Percentile(stalls_, 0.5);
-  r_.overlap_efficiency = s_.n_gen > 0 ? overlap_sum_ / s_.n_gen : 0;
+  r_.overlap_efficiency = Percentile(overlaps_, 0.5);
+  r_.io_busy_ms = Percentile(io_ms_, 0.5);
+  r_.compute_busy_ms = Percentile(compute_ms_, 0.5);
+  r_.prefetch_depth = static_cast<uint32_t>(Percentile(depths_, 0.5));
   r_.pagecache_hit_ratio =
       r_.probed_page_bytes > 0
           ? static_cast<double>(r_.resident_page_bytes) / static_cast<double>(r_.probed_page_bytes)

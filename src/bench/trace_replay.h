@@ -78,9 +78,14 @@ struct TraceReplayResult {
   bool page_within_headroom = true;
   uint64_t path_transitions = 0;
   uint64_t page_budget_changes = 0;
+  // The pipeline, medians over the decode steps: the depth used (fixed, or the controller's), the
+  // time compute waited for KV, step time / max(I/O busy, compute busy) (1.0 = full overlap,
+  // 2.0 = none for equal parts), and the time with a read in flight and with compute running.
   uint32_t prefetch_depth = 0;
-  double stall_ms = 0;             // median per step: time blocked waiting for KV
-  double overlap_efficiency = 0;   // compute time / step time, averaged over steps
+  double stall_ms = 0;
+  double overlap_efficiency = 0;
+  double io_busy_ms = 0;
+  double compute_busy_ms = 0;
   double checksum_ms = 0;
   std::string engine;
 };

@@ -91,12 +91,38 @@ TEST_F(TraceReplayTest, PrefetchDepthIsReportedAndChangesNothingRead) {
   o.compute_us_per_layer = 200;
   auto r = RunTraceReplay(o);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
-  EXPECT_EQ(r->prefetch_depth, 1u);
+  EXPECT_GE(r->prefetch_depth, 1u);  // the controller's choice: there is I/O to hide
   EXPECT_EQ(r->read_bytes_direct + r->read_bytes_memory, ExpectedDecodeRowBytes(o.shape));
-  EXPECT_GT(r->overlap_efficiency, 0);
-  EXPECT_LE(r->overlap_efficiency, 1.0);
+  // step / max(I/O busy, compute busy): both lie within the step.
+  EXPECT_GE(r->overlap_efficiency, 1.0);
+  EXPECT_GT(r->io_busy_ms, 0);
   // Two layers of 200 us busy compute per step at least.
+  EXPECT_GE(r->compute_busy_ms, 0.4);
   EXPECT_GE(r->decode_step_ms_p50, 0.4);
+}
+
+// Every depth reads (and checks) every row of every step, on both paths; with no overlap
+// (depth 0) the step is at least its compute plus its reads.
+TEST_F(TraceReplayTest, EveryDepthReadsEveryRow) {
+  for (int32_t depth : {0, 1, 3, TraceReplayOptions::kAutoPrefetch}) {
+    SCOPED_TRACE("depth " + std::to_string(depth));
+    auto o = Small(path_, depth % 2 == 0 ? KvPolicy::kDirect : KvPolicy::kPageCache, 0);
+    o.shape.n_layer = 4;
+    o.prefetch_depth = depth;
+    o.compute_us_per_layer = 300;
+    auto r = RunTraceReplay(o);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->read_bytes_page + r->read_bytes_direct + r->read_bytes_memory,
+              ExpectedDecodeRowBytes(o.shape));
+    if (depth >= 0) {
+      EXPECT_EQ(r->prefetch_depth, static_cast<uint32_t>(depth));
+    }
+    EXPECT_GE(r->overlap_efficiency, 1.0);
+    EXPECT_GE(r->compute_busy_ms, 4 * 0.3);
+    if (depth == 0) {
+      EXPECT_GE(r->decode_step_ms_p50, r->compute_busy_ms + r->io_busy_ms * 0.9);
+    }
+  }
 }
 
 TEST_F(TraceReplayTest, BadShapesAndTheMemoryPolicyAreClearErrors) {

@@ -1,0 +1,153 @@
+#include "bench/trace_pipeline.h"
+
+#include <algorithm>
+#include <string>
+
+#include "common/clock.h"
+#include "common/units.h"
+
+namespace dualblade {
+
+namespace {
+
+uint64_t Mix(uint64_t x) {  // splitmix64 finalizer
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// Spins until SW has run for NS nanoseconds.
+void BusyUntil(const Stopwatch& sw, uint64_t ns) {
+  volatile uint64_t sink = 0;
+  uint64_t x = 1;
+  while (sw.ElapsedNanos() < ns) {
+    for (int i = 0; i < 256; ++i) x = Mix(x);
+    sink = x;
+  }
+  (void)sink;
+}
+
+}  // namespace
+
+void BusyCompute(uint64_t us) {
+  if (us == 0) return;
+  Stopwatch sw;
+  BusyUntil(sw, us * 1000);
+}
+
+// Nothing to merge in the trace: the layer tail stands for the merge and the rest of the layer.
+class TracePipeline::Consumer final : public ChunkConsumer {
+ public:
+  void OnChunk(uint64_t, uint32_t, uint32_t, std::span<const uint8_t>) override {}
+  void OnLayerEnd(uint64_t, uint32_t) override {}
+};
+
+TracePipeline::TracePipeline(store::KvStore* kv, const TracePipelineOptions& opts)
+    : kv_(kv), opts_(opts) {}
+TracePipeline::~TracePipeline() = default;
+
+Result<std::unique_ptr<TracePipeline>> TracePipeline::Create(store::KvStore* kv,
+                                                             const TracePipelineOptions& opts) {
+  if (opts.prefetch_depth < TracePipelineOptions::kAuto)
+    return Status::InvalidArgument("the prefetch depth must be auto or at least 0");
+  if (opts.attention_fraction < 0 || opts.attention_fraction > 1)
+    return Status::InvalidArgument("the attention fraction must lie in [0, 1]");
+  auto p = std::unique_ptr<TracePipeline>(new TracePipeline(kv, opts));
+  DB_ASSIGN_OR_RETURN(store::KvSequenceInfo info, kv->Describe(opts.seq));
+  p->n_layer_ = info.geometry.n_layer;
+  KvStoreExecutorOptions xo;
+  xo.seq = opts.seq;
+  xo.compute = [raw = p.get()](const ComputeTask& t, std::span<const uint8_t> d) {
+    return raw->Compute(t, d);
+  };
+  xo.before_layer_read = opts.before_layer_read;
+  DB_ASSIGN_OR_RETURN(p->executor_, KvStoreExecutor::Create(kv, xo));
+
+  const uint64_t ct = info.geometry.chunk_tokens;
+  uint64_t max_tokens = opts.max_tokens;
+  for (uint64_t t : info.n_tokens) max_tokens = std::max(max_tokens, t);
+  const uint64_t layer_chunks = std::max<uint64_t>(1, (max_tokens + ct - 1) / ct);
+  const uint64_t chunk_bytes = p->executor_->chunk_staging_bytes();
+  const uint64_t buffer_bytes = AlignUp(chunk_bytes, 4096);
+  p->request_chunks_ = static_cast<uint32_t>(
+      std::max<uint64_t>(1, opts.max_request_bytes / p->executor_->kv_part_bytes()));
+  const uint64_t budget_buffers = opts.staging_budget_bytes / buffer_bytes;
+  AdaptiveControllerOptions co;
+  uint64_t buffers = 0;
+  if (opts.prefetch_depth == 0) {
+    buffers = layer_chunks;  // the whole layer lands before it computes
+  } else {
+    const uint64_t layers = opts.prefetch_depth == TracePipelineOptions::kAuto
+                                ? uint64_t{co.max_depth} + 1
+                                : static_cast<uint64_t>(opts.prefetch_depth) + 1;
+    buffers = std::min(layers * layer_chunks, budget_buffers);
+  }
+  if (buffers == 0)
+    return Status::InvalidArgument("a staging budget of " + FormatBytes(opts.staging_budget_bytes) +
+                                   " does not hold one " + FormatBytes(chunk_bytes) + " chunk");
+  DB_ASSIGN_OR_RETURN(p->pool_, StagingPool::Create({.buffer_bytes = chunk_bytes,
+                                                     .budget_bytes = buffers * buffer_bytes}));
+  if (opts.prefetch_depth == TracePipelineOptions::kAuto) {
+    co.layer_bytes = layer_chunks * chunk_bytes;
+    co.chunk_bytes = chunk_bytes;
+    co.staging_budget_bytes = p->pool_->capacity_bytes();
+    co.max_request_bytes = uint64_t{p->request_chunks_} * chunk_bytes;
+    co.max_queue_depth = opts.max_queue_depth;
+    p->controller_ = std::make_unique<AdaptiveController>(co);
+  }
+  p->consumer_ = std::make_unique<Consumer>();
+  return p;
+}
+
+Status TracePipeline::Compute(const ComputeTask& t, std::span<const uint8_t> data) {
+  const double layer_ns = static_cast<double>(opts_.compute_us_per_layer) * 1000.0;
+  Stopwatch sw;
+  if (t.layer_tail) {
+    BusyUntil(sw, static_cast<uint64_t>(layer_ns * (1 - opts_.attention_fraction)));
+    return Status::OK();
+  }
+  const uint64_t ct = executor_->chunk_tokens();
+  const uint64_t t0 = uint64_t{t.chunk} * ct;
+  if (opts_.check) {
+    store::KvChunkView v;
+    v.seq = opts_.seq;
+    v.layer = t.layer;
+    v.chunk = t.chunk;
+    v.token_begin = t0;
+    v.n_tokens = static_cast<uint32_t>(std::min(ct, n_tokens_ - t0));
+    v.k = data.data();
+    v.v = data.data() + executor_->kv_part_bytes();
+    v.source = executor_->source(t.layer, t.chunk);
+    DB_RETURN_IF_ERROR(opts_.check(t.layer, v));
+  }
+  // The check is part of the chunk's share of the layer's compute, not extra.
+  BusyUntil(sw, static_cast<uint64_t>(layer_ns * opts_.attention_fraction / chunks_per_layer_));
+  return Status::OK();
+}
+
+Result<StepStats> TracePipeline::RunStep(uint64_t step, uint64_t n_tokens) {
+  const uint64_t ct = executor_->chunk_tokens();
+  if (n_tokens == 0) return Status::InvalidArgument("a decode step needs a context of at least 1");
+  n_tokens_ = n_tokens;
+  chunks_per_layer_ = static_cast<uint32_t>((n_tokens + ct - 1) / ct);
+  PrefetcherOptions po;
+  po.n_layer = n_layer_;
+  po.chunks_per_layer = chunks_per_layer_;
+  po.chunk_bytes = executor_->chunk_staging_bytes();
+  po.controller = controller_.get();
+  const uint32_t depth = static_cast<uint32_t>(std::max(opts_.prefetch_depth, 0));
+  const uint64_t requests_per_layer = (chunks_per_layer_ + request_chunks_ - 1) / request_chunks_;
+  po.fixed_plan.depth = depth;
+  po.fixed_plan.request_chunks = request_chunks_;
+  po.fixed_plan.queue_depth = static_cast<uint32_t>(
+      std::clamp<uint64_t>(requests_per_layer * (depth + 1), 1, opts_.max_queue_depth));
+  po.stream_chunks = opts_.prefetch_depth != 0;
+  Prefetcher prefetcher(po, pool_.get(), executor_.get(), consumer_.get());
+  StepStats stats;
+  DB_RETURN_IF_ERROR(prefetcher.RunStep(step, &stats).Annotate("decode step " +
+                                                               std::to_string(step)));
+  return stats;
+}
+
+}  // namespace dualblade

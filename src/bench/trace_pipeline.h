@@ -1,0 +1,87 @@
+// TracePipeline: the KV-trace replay's decode step as a pipeline. Each step runs the Prefetcher
+// over a KvStoreExecutor: reads of layers l+1 .. l+d are in flight while layer l computes, and
+// the layer's busy compute (--compute-us-per-layer) is split into per-chunk partials (the
+// attention over each chunk, run as the chunk lands, after the replay's row check) and a layer
+// tail (the rest of the layer, once every chunk is in).
+//
+// Depth: a fixed N >= 1, 0 (no overlap at all: the layer's reads, then its compute, the baseline
+// the pipeline is measured against), or auto (the AdaptiveController, fed every step).
+//
+// Staging: one pool for the whole replay, charged to the memory budget by the caller
+// (staging_bytes()): (depth + 1) layers for a fixed depth and the whole staging budget for auto,
+// capped by that budget; depth 0 needs exactly one layer.
+//
+// Thread-safety: one thread calls RunStep; between steps that thread owns the KvStore (Append,
+// SetChunkPath); during a step the executor's I/O thread does, and the callbacks run on the
+// executor's threads (see kv_store_executor.h).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+#include "common/status.h"
+#include "pipeline/adaptive_controller.h"
+#include "pipeline/kv_store_executor.h"
+#include "pipeline/pipeline_stats.h"
+#include "pipeline/prefetcher.h"
+#include "pipeline/staging_pool.h"
+#include "store/kv_store.h"
+
+namespace dualblade {
+
+// Busy CPU work (not sleep) for US microseconds: the core is really occupied, as it would be in
+// inference, so I/O competes for CPU the way it would.
+void BusyCompute(uint64_t us);
+
+struct TracePipelineOptions {
+  store::SeqId seq = 0;
+  uint64_t max_tokens = 0;           // the most tokens a layer will hold (sizes the depth-0 pool)
+  uint64_t compute_us_per_layer = 0;
+  double attention_fraction = 0.5;   // share of the layer's compute done as per-chunk partials
+  static constexpr int32_t kAuto = -1;
+  int32_t prefetch_depth = 0;
+  uint64_t staging_budget_bytes = 64ull << 20;
+  uint64_t max_request_bytes = 1 << 20;  // per K or V part, as the store's requests
+  uint32_t max_queue_depth = 12;         // read requests in flight
+  // On the compute thread, for every chunk before its partial: the replay's row check.
+  std::function<Status(uint32_t layer, const store::KvChunkView& chunk)> check;
+  // On the I/O thread before each layer's first read (residency probes).
+  std::function<Status(uint32_t layer)> before_layer_read;
+};
+
+class TracePipeline {
+ public:
+  // InvalidArgument when the staging budget cannot hold the plan (one chunk, or one layer for
+  // depth 0); errors of the executor (unknown sequence).
+  static Result<std::unique_ptr<TracePipeline>> Create(store::KvStore* kv,
+                                                       const TracePipelineOptions& opts);
+  ~TracePipeline();
+
+  // One step over every layer, each holding N_TOKENS tokens (as the sequence does now).
+  Result<StepStats> RunStep(uint64_t step, uint64_t n_tokens);
+
+  uint64_t staging_bytes() const { return pool_->capacity_bytes(); }
+  uint64_t chunk_staging_bytes() const { return executor_->chunk_staging_bytes(); }
+  const AdaptiveController* controller() const { return controller_.get(); }
+  KvExecutorStats executor_stats() const { return executor_->stats(); }
+
+ private:
+  class Consumer;
+  TracePipeline(store::KvStore* kv, const TracePipelineOptions& opts);
+  Status Compute(const ComputeTask& task, std::span<const uint8_t> data);
+
+  store::KvStore* kv_;
+  TracePipelineOptions opts_;
+  std::unique_ptr<KvStoreExecutor> executor_;
+  std::unique_ptr<StagingPool> pool_;
+  std::unique_ptr<AdaptiveController> controller_;
+  std::unique_ptr<Consumer> consumer_;
+  uint32_t n_layer_ = 0;
+  uint32_t request_chunks_ = 1;
+  // Of the running step; read by the compute thread (set before RunStep starts any task).
+  uint64_t n_tokens_ = 0;
+  uint32_t chunks_per_layer_ = 0;
+};
+
+}  // namespace dualblade

@@ -24,12 +24,35 @@ const char* KvSourceName(KvSource s) {
   return "unknown";
 }
 
+void KvStoreImpl::AddStagingArena() {
+  DB_CHECK(arenas_.size() < kMaxStagingArenas);
+  const uint64_t n = std::max<uint64_t>(1, opts_.read_staging_bytes / slot_bytes_);
+  arenas_.push_back(Arena{IoBuffer(n * slot_bytes_), false});
+  uint8_t* base = arenas_.back().mem.data();
+  for (uint64_t i = n; i-- > 0;) free_slots_.push_back(base + i * slot_bytes_);
+  arenas_unregistered_ = true;
+  RegisterIdleArenas();
+}
+
+void KvStoreImpl::RegisterIdleArenas() {
+  if (!arenas_unregistered_ || engine_->outstanding() > 0) return;
+  for (Arena& a : arenas_) {
+    // Refused (thread-pool engine, memlock limit): requests from it pin their pages instead.
+    if (!a.registered) a.registered = engine_->RegisterBuffer(a.mem.data(), a.mem.size());
+  }
+  arenas_unregistered_ = false;
+}
+
+bool KvStoreImpl::InRegisteredArena(const uint8_t* p, uint64_t n) const {
+  for (const Arena& a : arenas_) {
+    if (a.registered && p >= a.mem.data() && p + n <= a.mem.data() + a.mem.size()) return true;
+  }
+  return false;
+}
+
 Staging KvStoreImpl::TakeStaging(uint64_t size_bytes) {
-  if (slot_bytes_ == 0) slot_bytes_ = 2 * max_request_bytes_;
   if (size_bytes <= slot_bytes_ && free_slots_.empty() && arenas_.size() < kMaxStagingArenas) {
-    const uint64_t n = std::max<uint64_t>(1, opts_.read_staging_bytes / slot_bytes_);
-    arenas_.emplace_back(n * slot_bytes_);
-    for (uint64_t i = n; i-- > 0;) free_slots_.push_back(arenas_.back().data() + i * slot_bytes_);
+    AddStagingArena();
   }
   Staging s;
   s.bytes = size_bytes;
@@ -241,6 +264,7 @@ void ReadBatchImpl::SubmitMore() {
     if (path == IoPath::kDirect) {
       st.read_bytes_direct += 2 * len;
       st.read_requests_direct += 2;
+      if (store_->InRegisteredArena(u->buf.data, 2 * len)) st.read_requests_registered += 2;
     } else {
       st.read_bytes_page += 2 * len;
       st.read_requests_page += 2;
@@ -321,6 +345,7 @@ Result<size_t> ReadBatchImpl::Poll(bool wait, const KvChunkFn& fn) {
 }  // namespace
 
 Result<std::unique_ptr<KvReadBatch>> KvStoreImpl::StartRead(std::span<const KvRange> ranges) {
+  RegisterIdleArenas();
   auto batch = std::make_unique<ReadBatchImpl>(this);
   DB_RETURN_IF_ERROR(batch->Plan(ranges));
   return std::unique_ptr<KvReadBatch>(std::move(batch));

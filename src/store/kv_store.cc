@@ -40,6 +40,8 @@ Result<std::unique_ptr<KvStore>> KvStore::Open(Store* store, const KvStoreOption
   eo.fault_hook = opts.fault_hook;
   DB_ASSIGN_OR_RETURN(std::unique_ptr<IoEngine> engine, CreateIoEngine(&store->device(), eo));
   auto kv = std::make_unique<KvStoreImpl>(store, opts, std::move(engine));
+  // Mapped and registered now, while the engine is idle (see KvStoreImpl::arenas_).
+  kv->AddStagingArena();
   if (const MetadataRecord* rec = store->FindRecord(kRecordSequenceIndex)) {
     SeqId next = 1;
     DB_RETURN_IF_ERROR(DecodeSequenceIndex(*rec, *store, &kv->sequences(), &next)
@@ -80,6 +82,7 @@ KvStoreImpl::KvStoreImpl(Store* store, const KvStoreOptions& opts,
   max_request_bytes_ = opts.max_request_bytes;
   if (max_request_bytes_ == 0) max_request_bytes_ = store->device().info().max_transfer_bytes;
   if (max_request_bytes_ == 0) max_request_bytes_ = 1ull << 20;
+  slot_bytes_ = 2 * max_request_bytes_;
 }
 
 KvStoreImpl::~KvStoreImpl() {
@@ -255,7 +258,7 @@ Status KvStoreImpl::Append(SeqId seq, uint32_t layer, const void* k_rows, const 
   while (n_tokens > 0) {
     const uint64_t in_chunk = l.n_tokens % ct;
     const uint64_t n = std::min(n_tokens, ct - in_chunk);
-    if (l.tail.empty()) l.tail = AlignedBuffer(2 * part);
+    if (l.tail.empty()) l.tail = TakeChunkBuffer(2 * part);
     std::memcpy(l.tail.data() + in_chunk * row, k, n * row);
     std::memcpy(l.tail.data() + part + in_chunk * row, v, n * row);
     l.n_tokens += n;
@@ -313,9 +316,31 @@ void KvStoreImpl::StartChunkWrite(Sequence& s, uint32_t layer, uint64_t chunk, A
   if (!st.ok() && write_error_.ok()) write_error_ = st;
 }
 
+AlignedBuffer KvStoreImpl::TakeChunkBuffer(uint64_t bytes) {
+  auto it = spare_chunk_bufs_.find(bytes);
+  if (it == spare_chunk_bufs_.end() || it->second.empty()) return AlignedBuffer(bytes);  // zeroed
+  AlignedBuffer buf = std::move(it->second.back());
+  it->second.pop_back();
+  spare_chunk_bytes_ -= bytes;
+  // A tail is written as whole blocks: what lies past its rows must be zeros, not old rows.
+  std::memset(buf.data(), 0, buf.size());
+  return buf;
+}
+
+void KvStoreImpl::ReturnChunkBuffer(AlignedBuffer buf) {
+  // Writes in flight and spares together stay within write_inflight_bytes, the bound the caller
+  // budgeted for chunk-write buffers.
+  if (buf.empty() ||
+      write_bytes_in_flight_ + spare_chunk_bytes_ + buf.size() > opts_.write_inflight_bytes)
+    return;
+  spare_chunk_bytes_ += buf.size();
+  spare_chunk_bufs_[buf.size()].push_back(std::move(buf));
+}
+
 void KvStoreImpl::NoteWriteDone(WriteOp* op) {
   if (!op->status.ok() && write_error_.ok()) write_error_ = op->status;
   write_bytes_in_flight_ -= op->buf.size();
+  ReturnChunkBuffer(std::move(op->buf));
   if (op->track) op->seq->layers[op->layer].writing.erase(op->chunk);
   inflight_writes_.erase(op);  // may destroy op: nothing after this line touches it
 }
@@ -342,7 +367,7 @@ Status KvStoreImpl::WriteTails() {
       const uint64_t partial = l.n_tokens % ct;
       if (partial == 0 || partial == l.tail_persisted_tokens) continue;
       // The tail stays in memory: the write goes from a copy, as whole zero-padded blocks.
-      AlignedBuffer copy(l.tail.size());
+      AlignedBuffer copy = TakeChunkBuffer(l.tail.size());
       std::memcpy(copy.data(), l.tail.data(), l.tail.size());
       StartChunkWrite(*s, li, l.n_tokens / ct, std::move(copy), partial, /*track=*/false);
       l.tail_persisted_tokens = partial;

@@ -52,8 +52,9 @@ struct KvStoreOptions {
   uint64_t max_request_bytes = 0;
   // Staging memory for reads in flight: one batch holds at most this much at once; further chunks
   // are submitted as earlier ones are consumed. The store maps it in arenas of this size (huge
-  // pages) as batches in flight need them, up to 8 arenas, kept for reuse until it closes; beyond
-  // that (or for runs larger than a slot) batches use heap buffers.
+  // pages, registered with the io_uring engine): the first at Open, more as batches in flight
+  // need them, up to 8 arenas, kept for reuse until it closes; beyond that (or for runs larger
+  // than a slot) batches use heap buffers.
   uint64_t read_staging_bytes = 32ull << 20;
   // Chunk-write buffers in flight at once; Append waits for completions beyond it.
   uint64_t write_inflight_bytes = 64ull << 20;
@@ -74,6 +75,9 @@ struct KvStoreStats {
   uint64_t read_bytes_memory = 0;  // tails and chunks whose write was still in flight
   uint64_t read_requests_page = 0;
   uint64_t read_requests_direct = 0;
+  // DIRECT read requests staged in memory registered with the io_uring engine (fixed-buffer
+  // reads: no page pinning per request). 0 with the thread-pool engine.
+  uint64_t read_requests_registered = 0;
   uint64_t write_bytes_page = 0;
   uint64_t write_bytes_direct = 0;
   uint64_t checksum_ns = 0;  // hashing on write and verifying on read

@@ -136,6 +136,18 @@ class KvStoreImpl final : public KvStore {
   // Staging for reads (contents are not zeroed). REQUIRES: the previous owner's I/O finished.
   Staging TakeStaging(uint64_t size_bytes);
   void ReturnStaging(Staging& s);
+  // Maps one more staging arena (REQUIRES: arenas_.size() < kMaxStagingArenas) and registers it
+  // with the engine when the engine is idle.
+  void AddStagingArena();
+  // Registers the arenas mapped while the engine was busy, if it is idle now.
+  void RegisterIdleArenas();
+  // Whether [p, p + n) lies in a staging arena registered with the engine (reads from it go out
+  // as fixed-buffer reads).
+  bool InRegisteredArena(const uint8_t* p, uint64_t n) const;
+  // A zeroed chunk buffer of `bytes` (a spare one when there is one), and its return once its
+  // write finished.
+  AlignedBuffer TakeChunkBuffer(uint64_t bytes);
+  void ReturnChunkBuffer(AlignedBuffer buf);
 
   std::map<SeqId, std::unique_ptr<Sequence>>& sequences() { return seqs_; }
   SeqId next_id() const { return next_id_; }
@@ -172,13 +184,28 @@ class KvStoreImpl final : public KvStore {
   // Read staging arenas of read_staging_bytes each, in slots of 2 * max_request_bytes (one
   // coalesced K run and its V run) on huge pages, so a 1 MiB request is a few physically
   // contiguous segments instead of 256 pages (virtio-blk takes 254 segments per command and would
-  // split it). The first is mapped at the first read; another whenever every slot is taken (a
-  // prefetcher with several batches in flight), up to kMaxStagingArenas; they stay mapped for
-  // reuse until the KvStore closes.
+  // split it). The first is mapped, faulted in and registered with the engine at Open, so the
+  // first read batch does not pay for mapping it (5 ms for 16 MiB on the development VM, where
+  // page faults are dear) and reads from it go out as fixed-buffer reads that pin no pages per
+  // request, as iobench's do. Another is mapped whenever every slot is taken (a prefetcher with several
+  // batches in flight), up to kMaxStagingArenas, and registered as soon as the engine is idle
+  // (registration replaces the engine's buffer table, which it only allows with nothing in
+  // flight). They stay mapped for reuse until the KvStore closes.
+  struct Arena {
+    IoBuffer mem;
+    bool registered = false;
+  };
   static constexpr size_t kMaxStagingArenas = 8;
-  std::vector<IoBuffer> arenas_;
+  std::vector<Arena> arenas_;
   uint64_t slot_bytes_ = 0;
   std::vector<uint8_t*> free_slots_;
+  bool arenas_unregistered_ = false;  // some arena waits for an idle engine to be registered
+  // Chunk buffers (K part then V part) of finished writes, by size, kept for the next tails so
+  // that starting a tail does not map and fault in fresh memory (aligned_alloc of 512 KiB is an
+  // mmap: 2-3 ms of page faults on such machines, once per layer every chunk_tokens tokens, on
+  // the decode path). Spares and writes in flight together stay within write_inflight_bytes.
+  std::map<uint64_t, std::vector<AlignedBuffer>> spare_chunk_bufs_;
+  uint64_t spare_chunk_bytes_ = 0;
 };
 
 // The sequence index record (metadata record kRecordSequenceIndex). Encode writes every sequence

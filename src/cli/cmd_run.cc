@@ -42,6 +42,7 @@ struct RunArgs {
   std::string kv_store;
   std::string mem_budget;
   std::string kv_policy = "memory";
+  std::string prefetch_depth = "auto";
   std::string kv_type = "f32";
   int chunk_tokens = 256;
   std::string matmul = "auto";
@@ -61,6 +62,23 @@ Result<std::string> ReadPrompt(const RunArgs& a) {
   return ss.str();
 }
 
+// "auto" (the adaptive controller) or a number of layers read ahead.
+Result<int> ParsePrefetchDepth(const std::string& s) {
+  if (s == "auto") return engine::StoreKvCacheOptions::kAutoPrefetch;
+  int depth = 0;
+  size_t used = 0;
+  try {
+    depth = std::stoi(s, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != s.size() || depth < 0 || depth > 64) {
+    return Status::InvalidArgument("--prefetch-depth must be auto or a number of layers from 0 "
+                                   "to 64, not '" + s + "'");
+  }
+  return depth;
+}
+
 Result<compute::MatmulMode> ParseMatmul(const std::string& s) {
   if (s == "auto") return compute::MatmulMode::kAuto;
   if (s == "quantized") return compute::MatmulMode::kQuantizedActivations;
@@ -78,8 +96,12 @@ Result<std::unique_ptr<engine::KvCache>> MakeKvCache(
     const std::vector<engine::MemoryReservation>& reserves) {
   uint64_t budget_bytes = 0;
   if (!a.mem_budget.empty()) {
-    DB_ASSIGN_OR_RETURN(budget_bytes, ParseSize(a.mem_budget));
+    Result<uint64_t> parsed = ParseSize(a.mem_budget);
+    if (!parsed.ok()) return Status::InvalidArgument("--mem-budget " + parsed.status().message());
+    budget_bytes = *parsed;
+    if (budget_bytes == 0) return Status::InvalidArgument("--mem-budget must be positive");
   }
+  DB_ASSIGN_OR_RETURN(const int prefetch_depth, ParsePrefetchDepth(a.prefetch_depth));
   if (a.kv_policy == "memory") return engine::NewMemoryKvCache(g);
   if (a.kv_policy == "dual" || a.kv_policy == "pagecache" || a.kv_policy == "direct") {
     const std::string store = a.kv_store.empty() ? kDefaultStore : a.kv_store;
@@ -92,6 +114,7 @@ Result<std::unique_ptr<engine::KvCache>> MakeKvCache(
     opts.model_identity = model_identity;
     opts.mem_budget_bytes = budget_bytes;
     opts.reserves = reserves;
+    opts.prefetch_depth = prefetch_depth;
     DB_ASSIGN_OR_RETURN(auto cache, engine::StoreKvCache::Open(store, g, opts));
     return std::unique_ptr<engine::KvCache>(std::move(cache));
   }
@@ -202,6 +225,13 @@ Status Run(const RunArgs& a) {
                session.kv().policy_name().c_str(), FormatBytes(kvs.read_bytes_memory).c_str(),
                FormatBytes(kvs.read_bytes_page).c_str(), FormatBytes(kvs.read_bytes_direct).c_str(),
                hit_ratio);
+  if (session.kv().policy_name() != "memory") {
+    std::fprintf(stderr, "KV reads: prefetch depth %u%s, %llu layer reads prefetched, %llu "
+                 "discarded; %.1f ms stalled on reads\n",
+                 kvs.prefetch_depth, a.prefetch_depth == "auto" ? " (auto)" : "",
+                 static_cast<unsigned long long>(kvs.prefetch_used),
+                 static_cast<unsigned long long>(kvs.prefetch_discarded), kvs.stall_ms);
+  }
   const auto* store_kv = dynamic_cast<const engine::StoreKvCache*>(&session.kv());
   const DualPlacement* placement = store_kv != nullptr ? store_kv->placement() : nullptr;
   nlohmann::json placement_json = nullptr;
@@ -245,6 +275,11 @@ Status Run(const RunArgs& a) {
           {"memory", kvs.read_bytes_memory}}},
         {"kv_write_bytes", {{"page", kvs.write_bytes_page}, {"direct", kvs.write_bytes_direct}}},
         {"pagecache_hit_ratio", hit_ratio},
+        {"stall_ms", kvs.stall_ms},
+        {"prefetch_depth", kvs.prefetch_depth},
+        {"prefetch", {{"mode", a.kv_policy == "memory" ? "none" : a.prefetch_depth},
+                      {"used", kvs.prefetch_used},
+                      {"discarded", kvs.prefetch_discarded}}},
         {"kv_placement", placement_json}};
     const std::string tmp = a.stats_json + ".tmp";
     {
@@ -279,6 +314,9 @@ void AddRunCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--kv-store", a->kv_store, "KV store (raw block device or store file)");
   cmd->add_option("--mem-budget", a->mem_budget, "Memory budget (K, M, G suffixes)");
   cmd->add_option("--kv-policy", a->kv_policy, "dual, pagecache, direct or memory")
+      ->capture_default_str();
+  cmd->add_option("--prefetch-depth", a->prefetch_depth,
+                  "Layers whose KV reads run ahead of the layer computing: auto or a number")
       ->capture_default_str();
   cmd->add_option("--kv-type", a->kv_type, "KV element type: f32 or f16")->capture_default_str();
   cmd->add_option("--chunk-tokens", a->chunk_tokens, "Tokens per KV chunk")->capture_default_str();

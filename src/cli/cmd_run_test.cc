@@ -1,6 +1,8 @@
 // End to end: mkmodel writes a random model, run generates from it greedily and reproducibly,
 // and --stats-json carries the fields DESIGN.md promises.
+#include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -170,6 +172,114 @@ TEST(RunCommandTest, MkmodelRefusesShapesThatDoNotFit) {
                               " --preset tiny --type q4_k_m 2>&1",
                           &out));
   EXPECT_NE(out.find("multiples of 256 for type q4_k_m"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace dualblade
+
+namespace dualblade {
+namespace {
+
+using testing::DualbladeBinary;
+using testing::RunCommand;
+
+nlohmann::json ReadJsonFile(const std::string& path) {
+  std::ifstream in(path);
+  return nlohmann::json::parse(in);
+}
+
+// A kv-heavy-like model, small enough for a test: 12 layers of 4 KV heads of 128 (48 KiB of f32
+// KV per token) around 23 MiB of Q8_0 weights, and a prompt of about 640 tokens (30 MiB of KV).
+struct KvHeavyRun {
+  testing::TempDir dir;
+  std::string model = dir.File("kvh.gguf");
+  std::string store = dir.File("kv.store");
+  std::string prompt = dir.File("prompt.txt");
+
+  void SetUp() {
+    std::string out;
+    ASSERT_EQ(0, RunCommand(DualbladeBinary() + " mkmodel --out " + model +
+                                " --layers 12 --dim 512 --heads 4 --kv-heads 4 --ff 512" +
+                                " --vocab 512 --type q8_0 --seed 4", &out)) << out;
+    ASSERT_EQ(0, RunCommand(DualbladeBinary() + " format " + store + " --size 256M", &out)) << out;
+    std::ofstream p(prompt);
+    for (int i = 0; i < 40; ++i) p << "the quick brown fox ";
+  }
+  // Runs with the given flags; returns the exit code, *json the stats, *err stderr.
+  int Run(const std::string& flags, nlohmann::json* json, std::string* err) {
+    const std::string stats = dir.File("stats.json");
+    std::remove(stats.c_str());
+    const int rc = RunCommand("{ " + DualbladeBinary() + " run -m " + model + " -f " + prompt +
+                                  " -n 8 --temp 0 -t 2 --chunk-tokens 64 --no-echo --kv-store " +
+                                  store + " --stats-json " + stats + " " + flags +
+                                  " 2>&1 >/dev/null; }",
+                              err);
+    if (rc == 0 && json != nullptr) *json = ReadJsonFile(stats);
+    return rc;
+  }
+};
+
+TEST(RunCommandTest, MemBudgetBelowTheKvSplitsItBetweenPageAndDirect) {
+  KvHeavyRun r;
+  r.SetUp();
+  if (::testing::Test::HasFatalFailure()) return;
+  nlohmann::json memory, roomy, split;
+  std::string err;
+  ASSERT_EQ(0, r.Run("--kv-policy memory", &memory, &err)) << err;
+  const uint64_t kv_bytes = 12ull * 2 * 512 * 4 * memory.at("n_ctx").get<uint64_t>();
+  // What the run pins besides the KV differs between machines (BLAS buffers, thread stacks) and
+  // with the budget (the cache sizes its buffers from it): find a budget whose PAGE headroom is
+  // about half the KV by measuring, starting from one that holds everything.
+  uint64_t budget = 320ull << 20;
+  ASSERT_EQ(0, r.Run("--kv-policy dual --mem-budget " + std::to_string(budget), &roomy, &err))
+      << err;
+  EXPECT_EQ(roomy.at("kv_read_bytes").at("direct"), 0);
+  EXPECT_EQ(roomy.at("generated_ids"), memory.at("generated_ids"));
+  uint64_t headroom = roomy.at("kv_placement").at("page_budget_bytes").get<uint64_t>();
+  ASSERT_GT(headroom, kv_bytes) << "320 MiB should hold the whole KV here: " << err;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    budget = budget + kv_bytes / 2 - std::min<uint64_t>(headroom, budget - (1ull << 20));
+    ASSERT_EQ(0, r.Run("--kv-policy dual --mem-budget " + std::to_string(budget), &split, &err))
+        << err;
+    headroom = split.at("kv_placement").at("page_budget_bytes").get<uint64_t>();
+    if (headroom > kv_bytes / 4 && headroom < kv_bytes * 3 / 4) break;
+  }
+  EXPECT_EQ(split.at("generated_ids"), memory.at("generated_ids"));
+  EXPECT_GT(split.at("kv_read_bytes").at("page").get<uint64_t>(), 0u) << split.dump();
+  EXPECT_GT(split.at("kv_read_bytes").at("direct").get<uint64_t>(), 0u) << split.dump();
+  EXPECT_LT(split.at("kv_placement").at("page_budget_bytes").get<uint64_t>(), kv_bytes);
+  // The prefetch fields (added, never renamed).
+  EXPECT_TRUE(split.contains("stall_ms"));
+  EXPECT_GE(split.at("prefetch_depth").get<uint32_t>(), 1u);
+  EXPECT_GT(split.at("prefetch").at("used").get<uint64_t>(), 0u);
+  // A fixed depth, and none: the same ids again.
+  nlohmann::json fixed;
+  for (const char* depth : {"0", "2"}) {
+    ASSERT_EQ(0, r.Run("--kv-policy direct --prefetch-depth " + std::string(depth), &fixed, &err))
+        << err;
+    EXPECT_EQ(fixed.at("generated_ids"), memory.at("generated_ids")) << depth;
+    EXPECT_EQ(fixed.at("prefetch_depth"), std::stoi(depth));
+  }
+}
+
+TEST(RunCommandTest, BadMemBudgetsAreOneSentence) {
+  KvHeavyRun r;
+  r.SetUp();
+  if (::testing::Test::HasFatalFailure()) return;
+  struct Case {
+    const char* flags;
+    const char* says;
+  };
+  for (const Case& c : {Case{"--mem-budget 0", "--mem-budget must be positive"},
+                        Case{"--mem-budget abc", "'abc' is not a size"},
+                        Case{"--mem-budget 24M", "cannot hold the"},
+                        Case{"--prefetch-depth soon", "--prefetch-depth must be auto"}}) {
+    std::string err;
+    EXPECT_EQ(1, r.Run(std::string("--kv-policy dual ") + c.flags, nullptr, &err)) << c.flags;
+    EXPECT_NE(err.find(c.says), std::string::npos) << c.flags << ": " << err;
+    // One line, one sentence.
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  }
 }
 
 }  // namespace

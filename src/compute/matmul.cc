@@ -13,9 +13,21 @@
 namespace dualblade::compute {
 namespace {
 
-// Weight rows dequantized per sgemm call: 64 rows of a 4096-wide matrix is 1 MiB of F32, which
-// stays in L2 while every token of the batch streams past it.
-constexpr int64_t kTileRows = 64;
+// Weight rows dequantized per sgemm call. Every call packs the whole activation batch again
+// (512 tokens x 2048 is 4 MiB), so tiles must be wide enough to amortize that: up to 4 MiB of F32
+// weights and at least 64 rows, yet at least kMinTiles tiles so the dynamic slices can balance
+// the threads. The tiling depends on the shape only, never on the thread count: sgemm's edge
+// kernels sum in another order, so a column's bits depend on where it falls in its tile.
+constexpr int64_t kTileFloats = int64_t{1} << 20;
+constexpr int64_t kMinTileRows = 64;
+constexpr int64_t kMinTiles = 8;
+
+int64_t GemmTileRows(int64_t n_in, int64_t n_out) {
+  const int64_t by_size = std::max(kMinTileRows, kTileFloats / std::max<int64_t>(1, n_in));
+  const int64_t by_count = (n_out + kMinTiles - 1) / kMinTiles;
+  const int64_t rows = std::min(by_size, std::max<int64_t>(16, (by_count + 15) / 16 * 16));
+  return std::max<int64_t>(1, std::min(rows, n_out));
+}
 
 // A parallel slice should carry at least this many multiply-adds: below that, waking and waiting
 // for another thread (microseconds, far more on a busy machine) costs more than it saves.
@@ -63,17 +75,20 @@ void Matmul::RunGemm(const WeightMatrix& w, const float* x, int64_t n_tokens, fl
   const int n_threads = pool != nullptr ? pool->size() : 1;
   if (tiles_.size() < static_cast<size_t>(n_threads)) tiles_.resize(n_threads);
   const RowKernels* ops = GetRowKernels(w.type);
-  const int64_t n_tiles = (w.n_out + kTileRows - 1) / kTileRows;
+  const int64_t tile_rows = GemmTileRows(w.n_in, w.n_out);
+  const int64_t n_tiles = (w.n_out + tile_rows - 1) / tile_rows;
   auto work = [&](int64_t tile_begin, int64_t tile_end, int thread) {
     std::vector<float>& tile = tiles_[thread];
     for (int64_t t = tile_begin; t < tile_end; ++t) {
-      const int64_t r0 = t * kTileRows;
-      const int64_t rows = std::min(kTileRows, w.n_out - r0);
+      const int64_t r0 = t * tile_rows;
+      const int64_t rows = std::min(tile_rows, w.n_out - r0);
       const float* b;
       if (w.type == GgmlType::kF32) {
         b = reinterpret_cast<const float*>(w.data + r0 * w.row_bytes);
       } else {
-        tile.resize(static_cast<size_t>(kTileRows * w.n_in));
+        if (tile.size() < static_cast<size_t>(tile_rows * w.n_in)) {
+          tile.resize(static_cast<size_t>(tile_rows * w.n_in));
+        }
         for (int64_t r = 0; r < rows; ++r) {
           ops->to_float(w.data + (r0 + r) * w.row_bytes, tile.data() + r * w.n_in, w.n_in);
         }

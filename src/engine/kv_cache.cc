@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "common/check.h"
@@ -30,16 +31,18 @@ class MemoryKvCache final : public KvCache {
     }
     const size_t row = geometry_.row_bytes();
     const size_t bytes = row * static_cast<size_t>(n_tokens);
+    const size_t used = row * static_cast<size_t>(l.n_tokens);
     // Grow geometrically but never past the capacity, so short runs with a large -c stay small.
-    const size_t need = row * static_cast<size_t>(l.n_tokens + n_tokens);
-    if (need > l.k.size()) {
+    // The new buffers are not zero-filled (std::vector would): every byte read was appended.
+    if (used + bytes > l.cap_bytes) {
       const size_t cap = row * static_cast<size_t>(geometry_.n_ctx);
-      const size_t grown = std::min(cap, std::max(need, l.k.size() * 2));
-      l.k.resize(grown);
-      l.v.resize(grown);
+      const size_t grown = std::min(cap, std::max(used + bytes, l.cap_bytes * 2));
+      Grow(&l.k, used, grown);
+      Grow(&l.v, used, grown);
+      l.cap_bytes = grown;
     }
-    std::memcpy(l.k.data() + row * l.n_tokens, k_rows, bytes);
-    std::memcpy(l.v.data() + row * l.n_tokens, v_rows, bytes);
+    std::memcpy(l.k.get() + used, k_rows, bytes);
+    std::memcpy(l.v.get() + used, v_rows, bytes);
     l.n_tokens += n_tokens;
     return Status::OK();
   }
@@ -55,7 +58,7 @@ class MemoryKvCache final : public KvCache {
       const int64_t chunk = t / ct;
       const int64_t end = std::min(token_end, (chunk + 1) * ct);
       const int n = static_cast<int>(end - t);
-      fn(chunk, t, n, l.k.data() + row * t, l.v.data() + row * t);
+      fn(chunk, t, n, l.k.get() + row * t, l.v.get() + row * t);
       stats_.read_bytes_memory += 2 * row * static_cast<size_t>(n);
       t = end;
     }
@@ -66,9 +69,16 @@ class MemoryKvCache final : public KvCache {
 
  private:
   struct Layer {
-    std::vector<uint8_t> k, v;
+    std::unique_ptr<uint8_t[]> k, v;
+    size_t cap_bytes = 0;
     int64_t n_tokens = 0;
   };
+
+  static void Grow(std::unique_ptr<uint8_t[]>* buf, size_t used, size_t new_bytes) {
+    std::unique_ptr<uint8_t[]> bigger(new uint8_t[new_bytes]);  // default-initialized
+    if (used > 0) std::memcpy(bigger.get(), buf->get(), used);
+    *buf = std::move(bigger);
+  }
   KvGeometry geometry_;
   std::vector<Layer> layers_;
   KvStats stats_;

@@ -44,8 +44,10 @@ Result<double> MeasureIobenchPeak(const std::vector<std::string>& argv, const st
   return j["bytes_per_s"].get<double>();
 }
 
-TracePoint RunPoint(const TraceBenchOptions& opts, KvPolicy policy, uint64_t budget,
-                    double peak, Status* fatal) {
+}  // namespace
+
+TracePoint RunTracePoint(const TraceBenchOptions& opts, KvPolicy policy, uint64_t budget,
+                         double peak, Status* fatal) {
   TracePoint p;
   p.policy = policy;
   p.budget_bytes = budget;
@@ -87,13 +89,27 @@ TracePoint RunPoint(const TraceBenchOptions& opts, KvPolicy policy, uint64_t bud
     return p;
   }
   p.r = std::move(r).value();
+  p.run_p50_ms = {p.r.decode_step_ms_p50};
   if (peak > 0 && p.r.decode_total_ms > 0)
     p.ssd_bw_fraction =
         static_cast<double>(p.r.device_read_bytes) / (p.r.decode_total_ms * 1e-3) / peak;
   return p;
 }
 
-}  // namespace
+TracePoint MedianRun(std::vector<TracePoint> runs) {
+  std::vector<TracePoint> ok;
+  for (TracePoint& p : runs)
+    if (p.ok()) ok.push_back(std::move(p));
+  if (ok.empty()) return std::move(runs.front());
+  std::vector<double> p50s;
+  for (const TracePoint& p : ok) p50s.push_back(p.r.decode_step_ms_p50);
+  std::sort(ok.begin(), ok.end(), [](const TracePoint& a, const TracePoint& b) {
+    return a.r.decode_step_ms_p50 < b.r.decode_step_ms_p50;
+  });
+  TracePoint m = std::move(ok[(ok.size() - 1) / 2]);
+  m.run_p50_ms = std::move(p50s);
+  return m;
+}
 
 Status PrepareTraceStore(const std::string& path, uint64_t size_bytes, bool* created) {
   *created = false;
@@ -179,16 +195,22 @@ Result<TraceBenchReport> RunTraceBench(const TraceBenchOptions& opts,
     DB_ASSIGN_OR_RETURN(rep.iobench_peak_bytes_per_s,
                         MeasureIobenchPeak(opts.iobench_argv, rep.store_path));
   }
-  // Budgets outer, policies inner: drift of a shared machine over the run then spreads over
-  // every policy alike instead of favouring whichever ran first.
+  if (opts.repeat == 0) return Status::InvalidArgument("--repeat must be at least 1");
+  // Budgets outer, then rounds, policies inner: drift of a shared machine over the run then
+  // spreads over every policy alike instead of favouring whichever ran first.
   for (uint64_t budget : opts.budgets_bytes) {
-    for (KvPolicy policy : opts.policies) {
-      Status fatal;
-      TracePoint p = RunPoint(opts, policy, budget, rep.iobench_peak_bytes_per_s, &fatal);
-      DB_RETURN_IF_ERROR(fatal);
-      if (progress) progress(p);
-      rep.points.push_back(std::move(p));
+    std::vector<std::vector<TracePoint>> runs(opts.policies.size());
+    for (uint32_t round = 0; round < opts.repeat; ++round) {
+      for (size_t i = 0; i < opts.policies.size(); ++i) {
+        Status fatal;
+        TracePoint p = RunTracePoint(opts, opts.policies[i], budget,
+                                     rep.iobench_peak_bytes_per_s, &fatal);
+        DB_RETURN_IF_ERROR(fatal);
+        if (progress) progress(p);
+        runs[i].push_back(std::move(p));
+      }
     }
+    for (std::vector<TracePoint>& r : runs) rep.points.push_back(MedianRun(std::move(r)));
   }
   rep.ratios = ComputeTraceRatios(rep.points);
   return rep;

@@ -28,6 +28,10 @@ struct TraceBenchOptions {
   // is the peak.
   std::vector<std::string> iobench_argv;
   uint64_t point_timeout_ms = 15 * 60 * 1000;
+  // Runs per (policy, budget) point, policies interleaved within each round; the point reports
+  // the run with the median p50 (see MedianRun). Where two policies make the same plan their
+  // step times differ by noise only, and one run per point turns that noise into the ratios.
+  uint32_t repeat = 1;
   std::string cgroup_parent_dir;  // "" = the caller's own memory cgroup
 };
 
@@ -40,8 +44,21 @@ struct TracePoint {
   uint64_t peak_mem_bytes = 0;
   double ssd_bw_fraction = 0;  // decode-phase device read bandwidth / iobench peak
   double wall_ms = 0;
+  // p50 step time of each successful run of the point (one entry without --repeat).
+  std::vector<double> run_p50_ms;
   bool ok() const { return !oom && error.empty(); }
 };
+
+// One point from several runs of it: the successful run whose p50 is the median (nearest rank,
+// the lower middle for an even count), with run_p50_ms listing every successful run's p50; the
+// first failed run when none succeeded. REQUIRES: runs not empty.
+TracePoint MedianRun(std::vector<TracePoint> runs);
+
+// Runs one (policy, budget) point once, in its own memory cgroup, as RunTraceBench does. PEAK
+// (bytes/s, 0 = unknown) is the yardstick of ssd_bw_fraction. A point that fails or is
+// OOM-killed is returned as such; *FATAL is set when the runner itself fails.
+TracePoint RunTracePoint(const TraceBenchOptions& opts, KvPolicy policy, uint64_t budget,
+                         double peak, Status* fatal);
 
 // Ratios of step times (p50) and prefill times between policies, over budgets where both ran.
 // Absent (nullopt) when no budget had both.

@@ -49,6 +49,7 @@ std::string TraceBenchJson(const TraceBenchReport& rep, const TraceShape& shape)
       const TraceReplayResult& r = p.r;
       o["prefill_ms"] = r.prefill_ms;
       o["decode_step_ms_p50"] = r.decode_step_ms_p50;
+      o["decode_step_ms_p50_runs"] = p.run_p50_ms;
       o["decode_step_ms_p99"] = r.decode_step_ms_p99;
       o["decode_step_ms"] = r.decode_step_ms;
       o["read_bytes_page"] = r.read_bytes_page;
@@ -68,6 +69,8 @@ std::string TraceBenchJson(const TraceBenchReport& rep, const TraceShape& shape)
       o["overlap_efficiency"] = r.overlap_efficiency;
       o["stall_ms"] = r.stall_ms;
       o["prefetch_depth"] = r.prefetch_depth;
+      o["io_busy_ms"] = r.io_busy_ms;
+      o["compute_busy_ms"] = r.compute_busy_ms;
       o["checksum_ms"] = r.checksum_ms;
       o["engine"] = r.engine;
     }

@@ -13,6 +13,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "bench/pipeline_sweep.h"
 #include "bench/trace_bench.h"
 #include "cli/commands.h"
 #include "common/units.h"
@@ -44,6 +45,9 @@ struct BenchArgs {
   uint32_t iobench_qd = 32;
   double iobench_seconds = 3;
   bool verify = false;
+  uint32_t repeat = 1;
+  bool pipeline_sweep = false;
+  std::string sweep_depths = "1,2,4,8";
 };
 
 std::vector<std::string> SplitList(const std::string& s) {
@@ -67,6 +71,46 @@ Status WriteFile(const std::string& path, const std::string& text) {
   f << text;
   f.close();
   if (!f) return Status::IOError("cannot write " + path);
+  return Status::OK();
+}
+
+void PrintRatio(const char* name, const std::optional<double>& v, const char* target) {
+  if (v) {
+    std::printf("%s: %.3f%s\n", name, *v, target);
+  } else {
+    std::printf("%s: n/a%s\n", name, target);
+  }
+}
+
+// --pipeline-sweep: dual at every budget, compute calibrated to the I/O, depth 0, the fixed
+// depths and auto (see bench/pipeline_sweep.h).
+Status RunSweep(const BenchArgs& a, const TraceBenchOptions& o) {
+  PipelineSweepOptions po;
+  po.bench = o;
+  po.fixed_depths.clear();
+  for (const std::string& d : SplitList(a.sweep_depths)) {
+    char* end = nullptr;
+    const long v = std::strtol(d.c_str(), &end, 10);
+    if (*end != '\0' || v < 1 || v > 64)
+      return Status::InvalidArgument("--sweep-depths takes depths from 1 to 64, not '" + d + "'");
+    po.fixed_depths.push_back(static_cast<uint32_t>(v));
+  }
+  const TraceShape& s = o.replay.shape;
+  std::printf("pipeline sweep: dual, %u layers x %u KV heads x %u, f16, %llu tokens (%s of KV), "
+              "%u decode steps, depths 0,%s,auto, %u round(s)\n",
+              s.n_layer, s.n_head_kv, s.n_embd_head, static_cast<unsigned long long>(s.n_ctx),
+              FormatBytes(s.kv_bytes()).c_str(), s.n_gen, a.sweep_depths.c_str(), o.repeat);
+  std::fflush(stdout);
+  DB_ASSIGN_OR_RETURN(PipelineSweepReport rep, RunPipelineSweep(po, [](const std::string& line) {
+    std::printf("%s\n", line.c_str());
+    std::fflush(stdout);
+  }));
+  DB_RETURN_IF_ERROR(WriteFile(a.json, PipelineSweepJson(rep, s) + "\n"));
+  if (!a.md.empty()) DB_RETURN_IF_ERROR(WriteFile(a.md, PipelineSweepMarkdown(rep, s)));
+  PrintRatio("auto_overlap_efficiency_worst", rep.auto_overlap_efficiency_worst,
+             " (target <= 1.10)");
+  PrintRatio("auto_vs_depth0_worst", rep.auto_vs_depth0_worst, " (target <= 0.60)");
+  PrintRatio("auto_vs_best_fixed_worst", rep.auto_vs_best_fixed_worst, " (target <= 1.05)");
   return Status::OK();
 }
 
@@ -109,9 +153,12 @@ Status RunBench(const BenchArgs& a) {
   }
   if (a.json.empty()) return Status::InvalidArgument("--json FILE is required");
 
+  if (a.repeat == 0) return Status::InvalidArgument("--repeat must be at least 1");
+  o.repeat = a.repeat;
   o.replay.store_path = a.kv_store.empty() ? "dualblade-data/trace.store" : a.kv_store;
-  if (a.kv_store.empty()) {
-    // Room for the context and the generated tokens twice over, at least 1 GiB.
+  {
+    // Created when absent (an existing store or device is used as it is): room for the context
+    // and the generated tokens twice over, at least 1 GiB.
     uint64_t size = std::max<uint64_t>(kGiB, AlignUp(2 * s.kv_bytes() + 256 * kMiB, kMiB));
     if (!a.store_size.empty()) {
       DB_ASSIGN_OR_RETURN(size, ParseSize(a.store_size));
@@ -122,6 +169,7 @@ Status RunBench(const BenchArgs& a) {
       std::printf("created store %s (%s, data area written once)\n", o.replay.store_path.c_str(),
                   FormatBytes(size).c_str());
   }
+  if (a.pipeline_sweep) return RunSweep(a, o);
   o.iobench_peak_bytes_per_s = a.iobench_peak;
   DB_ASSIGN_OR_RETURN(std::string self, SelfExe());
   o.iobench_argv = {self,         "iobench", "--bs",    a.iobench_bs,
@@ -137,12 +185,13 @@ Status RunBench(const BenchArgs& a) {
   DB_ASSIGN_OR_RETURN(TraceBenchReport rep, RunTraceBench(o, [](const TracePoint& p) {
     if (p.ok()) {
       std::printf("%-9s %8s  prefill %8.1f ms  step p50 %8.1f ms p99 %8.1f ms  page %9s  "
-                  "direct %9s  hit %.2f  ssd %.2f  peak %s\n",
+                  "direct %9s  hit %.2f  ssd %.2f  peak %s  depth %u overlap %.3f stall %.1f ms\n",
                   KvPolicyName(p.policy), FormatBytes(p.budget_bytes).c_str(), p.r.prefill_ms,
                   p.r.decode_step_ms_p50, p.r.decode_step_ms_p99,
                   FormatBytes(p.r.read_bytes_page).c_str(),
                   FormatBytes(p.r.read_bytes_direct).c_str(), p.r.pagecache_hit_ratio,
-                  p.ssd_bw_fraction, FormatBytes(p.peak_mem_bytes).c_str());
+                  p.ssd_bw_fraction, FormatBytes(p.peak_mem_bytes).c_str(), p.r.prefetch_depth,
+                  p.r.overlap_efficiency, p.r.stall_ms);
     } else {
       std::printf("%-9s %8s  %s\n", KvPolicyName(p.policy), FormatBytes(p.budget_bytes).c_str(),
                   p.oom ? "OOM-killed" : ("failed: " + p.error).c_str());
@@ -192,8 +241,8 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--policies", a->policies, "KV policies, comma-separated: dual, pagecache, direct")
       ->capture_default_str();
   cmd->add_option("--kv-store", a->kv_store,
-                  "Store to use (default: dualblade-data/trace.store, created if absent)");
-  cmd->add_option("--store-size", a->store_size, "Size of the default store when it is created");
+                  "Store to use, created if absent (default: dualblade-data/trace.store)");
+  cmd->add_option("--store-size", a->store_size, "Size of the store when it is created");
   cmd->add_option("--json", a->json, "Write the results as JSON here")->required();
   cmd->add_option("--md", a->md, "Also write a Markdown table here");
   cmd->add_option("--iobench-peak", a->iobench_peak,
@@ -205,6 +254,14 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--iobench-seconds", a->iobench_seconds, "Length of the peak measurement")
       ->capture_default_str();
   cmd->add_flag("--verify-checksums", a->verify, "Verify every chunk's xxHash on read");
+  cmd->add_option("--repeat", a->repeat,
+                  "Runs per point, policies interleaved; the median run's p50 is reported")
+      ->capture_default_str();
+  cmd->add_flag("--pipeline-sweep", a->pipeline_sweep,
+                "Pipeline sweep for dual: compute calibrated to the I/O per budget, then depth 0, "
+                "the --sweep-depths and auto");
+  cmd->add_option("--sweep-depths", a->sweep_depths, "Fixed depths of --pipeline-sweep")
+      ->capture_default_str();
   cmd->callback([a, exit_code] {
     Status st = RunBench(*a);
     *exit_code = st.ok() ? 0 : ReportError("bench", st);

@@ -68,6 +68,56 @@ TEST(BenchCommandTest, TraceWritesTheJsonContractAndPrintsTheRatiosLast) {
   EXPECT_NE(table.find("| dual | 48.0 MiB |"), std::string::npos) << table;
 }
 
+// --repeat runs every point that many times and reports each run's p50; --pipeline-sweep runs
+// dual at depth 0, the fixed depths and auto after calibrating compute, ratios last.
+TEST(BenchCommandTest, RepeatAndPipelineSweep) {
+  if (auto why = CgroupRunnerUnavailableReason())
+    GTEST_SKIP() << "cannot create memory cgroups here (needs root or a delegated cgroup): " << *why;
+  TempDir dir;
+  std::string out;
+  const std::string store = dir.File("s.img");  // created by bench when absent
+  const std::string shape = "bench --trace --layers 2 --kv-heads 4 --head-dim 64 --ctx 4096 "
+                            "--gen 3 --iobench-peak 1e9 --store-size 256M --kv-store " + store;
+  const std::string json = dir.File("r.json");
+  ASSERT_EQ(Dualblade(shape + " --budgets 64M --policies dual,direct --repeat 2 "
+                              "--prefetch-depth auto --compute-us-per-layer 300 --json " + json,
+                      &out),
+            0)
+      << out;
+  {
+    std::ifstream in(json);
+    nlohmann::json j = nlohmann::json::parse(std::string(std::istreambuf_iterator<char>(in), {}));
+    ASSERT_EQ(j["points"].size(), 2u) << j.dump();
+    for (const auto& p : j["points"]) {
+      ASSERT_EQ(p["decode_step_ms_p50_runs"].size(), 2u) << p.dump();
+      EXPECT_GE(p["overlap_efficiency"].get<double>(), 1.0) << p.dump();
+      EXPECT_GE(p["prefetch_depth"].get<uint32_t>(), 1u) << p.dump();
+    }
+  }
+  const std::string sweep = dir.File("sweep.json");
+  const std::string md = dir.File("sweep.md");
+  ASSERT_EQ(Dualblade(shape + " --budgets 64M --pipeline-sweep --sweep-depths 1,2 --json " +
+                          sweep + " --md " + md,
+                      &out),
+            0)
+      << out;
+  const size_t last = out.rfind("auto_vs_best_fixed_worst: ");
+  ASSERT_NE(last, std::string::npos) << out;
+  EXPECT_EQ(out.find('\n', last), out.size() - 1) << out;
+  EXPECT_NE(out.find("auto_overlap_efficiency_worst: "), std::string::npos) << out;
+  EXPECT_NE(out.find("auto_vs_depth0_worst: "), std::string::npos) << out;
+  std::ifstream in(sweep);
+  nlohmann::json j = nlohmann::json::parse(std::string(std::istreambuf_iterator<char>(in), {}));
+  ASSERT_EQ(j["budgets"].size(), 1u) << j.dump();
+  const auto& b = j["budgets"][0];
+  EXPECT_GT(b["compute_us_per_layer"].get<uint64_t>(), 0u) << b.dump();
+  ASSERT_EQ(b["points"].size(), 4u) << b.dump();  // depth 0, 1, 2, auto
+  for (const auto& p : b["points"]) EXPECT_FALSE(p["oom"].get<bool>()) << p.dump();
+  EXPECT_TRUE(j["ratios"]["auto_vs_depth0_worst"].is_number()) << j.dump();
+  EXPECT_TRUE(j["ratios"]["auto_overlap_efficiency_worst"].is_number()) << j.dump();
+  EXPECT_TRUE(j["ratios"]["auto_vs_best_fixed_worst"].is_number()) << j.dump();
+}
+
 TEST(BenchCommandTest, BadInputIsOneClearSentence) {
   std::string out;
   EXPECT_NE(Dualblade("bench --ctx 16 --json /dev/null", &out), 0);
@@ -80,6 +130,12 @@ TEST(BenchCommandTest, BadInputIsOneClearSentence) {
   EXPECT_NE(out.find("--prefetch-depth"), std::string::npos) << out;
   EXPECT_NE(Dualblade("bench --trace --ctx 16 --layers 0 --json /dev/null", &out), 0);
   EXPECT_NE(out.find("--layers"), std::string::npos) << out;
+  EXPECT_NE(Dualblade("bench --trace --ctx 16 --repeat 0 --json /dev/null", &out), 0);
+  EXPECT_NE(out.find("--repeat"), std::string::npos) << out;
+  EXPECT_NE(Dualblade("bench --trace --ctx 16 --pipeline-sweep --sweep-depths 0 --json /dev/null",
+                      &out),
+            0);
+  EXPECT_NE(out.find("--sweep-depths"), std::string::npos) << out;
 }
 
 }  // namespace

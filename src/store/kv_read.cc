@@ -1,6 +1,10 @@
 // KvStore reads: a batch plans its ranges into units (a memory-resident chunk, or a run of
 // adjacent on-disk chunks of one extent and one path, at most max_request_bytes per part), submits
 // as many runs as its staging allows, and delivers chunks as their K and V requests complete.
+// With caller targets (StartReadInto) a run whose every chunk can take its reads in place is read
+// straight into the targets, one request per chunk part, the K parts of the run submitted back to
+// back and then the V parts, so the block layer merges each side into one device request again;
+// such a run holds no staging. Other runs are staged and their rows copied into the targets.
 //
 // Unit states: planned -> submitted (in the kernel, holding a staging buffer) -> ready (both
 // requests back) -> delivered (buffer returned; the next planned unit is submitted). A failed
@@ -88,15 +92,18 @@ struct ReadUnit final : IoTicket {
   uint64_t chunk_tokens = 0, row_bytes = 0, part_bytes = 0;
   uint64_t k_offset_bytes = 0, v_offset_bytes = 0;
   std::vector<ChunkMeta> meta;  // expected hashes, per chunk
+  std::vector<KvChunkTarget> targets;  // per chunk (StartReadInto), else empty
+  bool in_place = false;               // the requests read into targets, not staging
   Staging buf;                  // K parts then V parts
-  IoRequest req[2];
-  int remaining = 2;
+  std::vector<IoRequest> reqs;  // K then V: one each, or one per chunk part in place
+  size_t remaining = 0;
   Status status;
 
   void OnIoComplete(IoRequest* r) override;
 };
 
-// A chunk served from memory, copied at StartRead (rows already clipped to the range).
+// A chunk served from memory, copied at StartRead (rows already clipped to the range) into the
+// batch, or into its target.
 struct MemChunk {
   size_t range_index = 0;
   SeqId seq = 0;
@@ -104,6 +111,9 @@ struct MemChunk {
   uint64_t chunk = 0, token_begin = 0;
   uint32_t n_tokens = 0;
   std::vector<uint8_t> k, v;
+  const uint8_t* k_at = nullptr;  // the rows: in k and v, or in the target
+  const uint8_t* v_at = nullptr;
+  uint64_t row_bytes = 0;
 };
 
 class ReadBatchImpl final : public KvReadBatch {
@@ -118,7 +128,7 @@ class ReadBatchImpl final : public KvReadBatch {
     }
   }
 
-  Status Plan(std::span<const KvRange> ranges);
+  Status Plan(std::span<const KvRange> ranges, const KvTargetFn* targets);
   Result<size_t> Poll(bool wait, const KvChunkFn& fn) override;
   bool done() const override {
     return in_kernel_ == 0 && (!failed_.ok() || (mem_done_ && delivered_units_ == units_.size()));
@@ -152,7 +162,7 @@ void ReadUnit::OnIoComplete(IoRequest* r) {
   if (--remaining == 0) batch->UnitDone(this);
 }
 
-Status ReadBatchImpl::Plan(std::span<const KvRange> ranges) {
+Status ReadBatchImpl::Plan(std::span<const KvRange> ranges, const KvTargetFn* targets) {
   for (size_t ri = 0; ri < ranges.size(); ++ri) {
     const KvRange& r = ranges[ri];
     DB_ASSIGN_OR_RETURN(Sequence * s, store_->Find(r.seq));
@@ -180,12 +190,32 @@ Status ReadBatchImpl::Plan(std::span<const KvRange> ranges) {
       const uint64_t t0 = std::max(r.token_begin, c * ct);
       const uint64_t t1 = std::min(r.token_end, (c + 1) * ct);
       auto w = l.writing.find(c);
+      KvChunkTarget target;
+      if (targets != nullptr) {
+        target = (*targets)(ri, c);
+        if (target.k == nullptr || target.v == nullptr || target.room_bytes < ct * row) {
+          return Status::InvalidArgument("the read target of layer " + std::to_string(r.layer) +
+                                         " chunk " + std::to_string(c) + " has " +
+                                         std::to_string(target.room_bytes) + " bytes of room for " +
+                                         std::to_string(ct * row) + " bytes of rows");
+        }
+      }
       if (c >= full || w != l.writing.end()) {
         const uint8_t* src = c >= full ? l.tail.data() : w->second->buf.data();
         MemChunk m{ri, r.seq, r.layer, c, t0, static_cast<uint32_t>(t1 - t0), {}, {}};
-        const uint8_t* k = src + (t0 - c * ct) * row;
-        m.k.assign(k, k + (t1 - t0) * row);
-        m.v.assign(k + part, k + part + (t1 - t0) * row);
+        m.row_bytes = row;
+        const uint64_t skip = (t0 - c * ct) * row, n = (t1 - t0) * row;
+        if (targets != nullptr) {
+          std::memcpy(target.k + skip, src + skip, n);
+          std::memcpy(target.v + skip, src + part + skip, n);
+          m.k_at = target.k + skip;
+          m.v_at = target.v + skip;
+        } else {
+          m.k.assign(src + skip, src + skip + n);
+          m.v.assign(src + part + skip, src + part + skip + n);
+          m.k_at = m.k.data();
+          m.v_at = m.v.data();
+        }
         mem_.push_back(std::move(m));
         ++pending_chunks_;
         ++c;
@@ -216,6 +246,25 @@ Status ReadBatchImpl::Plan(std::span<const KvRange> ranges) {
       u->v_offset_bytes = loc.v_offset_bytes;
       u->meta.assign(l.chunks.begin() + static_cast<ptrdiff_t>(c),
                      l.chunks.begin() + static_cast<ptrdiff_t>(end));
+      if (targets != nullptr) {
+        u->targets.push_back(target);
+        for (uint64_t i = c + 1; i < end; ++i) {
+          KvChunkTarget t = (*targets)(ri, i);
+          if (t.k == nullptr || t.v == nullptr || t.room_bytes < ct * row) {
+            return Status::InvalidArgument("the read target of layer " + std::to_string(r.layer) +
+                                           " chunk " + std::to_string(i) + " has no room for " +
+                                           std::to_string(ct * row) + " bytes of rows");
+          }
+          u->targets.push_back(t);
+        }
+        // A buffered read takes any buffer and length; a direct one whole blocks into aligned
+        // memory, so the target must hold the padded part.
+        u->in_place = std::all_of(u->targets.begin(), u->targets.end(), [&](const KvChunkTarget& t) {
+          return path == KvPath::kPage ||
+                 (t.room_bytes >= part && reinterpret_cast<uintptr_t>(t.k) % kDirectIoAlignBytes == 0 &&
+                  reinterpret_cast<uintptr_t>(t.v) % kDirectIoAlignBytes == 0);
+        });
+      }
       pending_chunks_ += u->n_chunks;
       units_.push_back(std::move(u));
       c = end;
@@ -225,6 +274,7 @@ Status ReadBatchImpl::Plan(std::span<const KvRange> ranges) {
   const KvStoreOptions& o = store_->options();
   uint64_t budget = o.read_staging_bytes;
   for (auto& u : units_) {
+    if (u->in_place) continue;
     const uint64_t bytes = 2 * u->n_chunks * u->part_bytes;
     if (bytes <= budget) {
       budget -= bytes;
@@ -247,27 +297,44 @@ void ReadBatchImpl::SubmitMore() {
   while (failed_.ok() && next_submit_ < units_.size()) {
     ReadUnit* u = units_[next_submit_].get();
     const uint64_t len = u->n_chunks * u->part_bytes;
-    if (in_kernel_ > 0 && staging_in_use_ + 2 * len > limit) return;
-    u->buf = store_->TakeStaging(2 * len);
-    staging_in_use_ += u->buf.bytes;
     const IoPath path = u->source == KvSource::kDirect ? IoPath::kDirect : IoPath::kBuffered;
-    for (int i = 0; i < 2; ++i) {
-      IoRequest& r = u->req[i];
+    auto prepare = [&](IoRequest& r, uint64_t offset, uint8_t* buf, uint64_t n) {
       r.op = IoOp::kRead;
       r.path = path;
-      r.offset_bytes = i == 0 ? u->k_offset_bytes : u->v_offset_bytes;
-      r.buf = u->buf.data + (i == 0 ? 0 : len);
-      r.len_bytes = len;
+      r.offset_bytes = offset;
+      r.buf = buf;
+      r.len_bytes = n;
       r.user_tag = reinterpret_cast<uint64_t>(static_cast<IoTicket*>(u));
-      store_->engine().Enqueue(&r);
-    }
-    if (path == IoPath::kDirect) {
-      st.read_bytes_direct += 2 * len;
-      st.read_requests_direct += 2;
-      if (store_->InRegisteredArena(u->buf.data, 2 * len)) st.read_requests_registered += 2;
+    };
+    uint64_t bytes = 2 * len;
+    if (u->in_place) {
+      // Buffered reads copy the rows only; direct ones whole blocks.
+      const uint64_t n = path == IoPath::kDirect ? u->part_bytes : u->chunk_tokens * u->row_bytes;
+      bytes = 2 * u->n_chunks * n;
+      u->reqs.resize(2 * u->n_chunks);
+      for (uint64_t i = 0; i < u->n_chunks; ++i) {
+        prepare(u->reqs[i], u->k_offset_bytes + i * u->part_bytes, u->targets[i].k, n);
+        prepare(u->reqs[u->n_chunks + i], u->v_offset_bytes + i * u->part_bytes, u->targets[i].v,
+                n);
+      }
     } else {
-      st.read_bytes_page += 2 * len;
-      st.read_requests_page += 2;
+      if (in_kernel_ > 0 && staging_in_use_ + 2 * len > limit) return;
+      u->buf = store_->TakeStaging(2 * len);
+      staging_in_use_ += u->buf.bytes;
+      u->reqs.resize(2);
+      prepare(u->reqs[0], u->k_offset_bytes, u->buf.data, len);
+      prepare(u->reqs[1], u->v_offset_bytes, u->buf.data + len, len);
+    }
+    u->remaining = u->reqs.size();
+    for (IoRequest& r : u->reqs) store_->engine().Enqueue(&r);
+    if (path == IoPath::kDirect) {
+      st.read_bytes_direct += bytes;
+      st.read_requests_direct += u->reqs.size();
+      if (!u->in_place && store_->InRegisteredArena(u->buf.data, 2 * len))
+        st.read_requests_registered += 2;
+    } else {
+      st.read_bytes_page += bytes;
+      st.read_requests_page += u->reqs.size();
     }
     ++in_kernel_;
     ++next_submit_;
@@ -280,8 +347,8 @@ size_t ReadBatchImpl::Deliver(ReadUnit* u, const KvChunkFn& fn) {
   size_t n = 0;
   for (uint64_t i = 0; i < u->n_chunks; ++i) {
     const uint64_t c = u->first_chunk + i;
-    const uint8_t* k = u->buf.data + i * u->part_bytes;
-    const uint8_t* v = k + len;
+    const uint8_t* k = u->in_place ? u->targets[i].k : u->buf.data + i * u->part_bytes;
+    const uint8_t* v = u->in_place ? u->targets[i].v : u->buf.data + i * u->part_bytes + len;
     const uint64_t rows = u->chunk_tokens * u->row_bytes;
     if (verify && (store_->Hash(k, rows) != u->meta[i].k_hash ||
                    store_->Hash(v, rows) != u->meta[i].v_hash)) {
@@ -294,6 +361,13 @@ size_t ReadBatchImpl::Deliver(ReadUnit* u, const KvChunkFn& fn) {
     const uint64_t t0 = std::max(u->range_begin, c * u->chunk_tokens);
     const uint64_t t1 = std::min(u->range_end, (c + 1) * u->chunk_tokens);
     const uint64_t skip = (t0 - c * u->chunk_tokens) * u->row_bytes;
+    if (!u->targets.empty() && !u->in_place) {
+      const uint64_t n = (t1 - t0) * u->row_bytes;
+      std::memcpy(u->targets[i].k + skip, k + skip, n);
+      std::memcpy(u->targets[i].v + skip, v + skip, n);
+      k = u->targets[i].k;
+      v = u->targets[i].v;
+    }
     KvChunkView view{u->range_index, u->seq, u->layer, c, t0, static_cast<uint32_t>(t1 - t0),
                      k + skip, v + skip, u->source};
     fn(view);
@@ -308,8 +382,8 @@ Result<size_t> ReadBatchImpl::Poll(bool wait, const KvChunkFn& fn) {
   if (!mem_done_) {
     for (const MemChunk& m : mem_) {
       fn(KvChunkView{m.range_index, m.seq, m.layer, m.chunk, m.token_begin, m.n_tokens,
-                     m.k.data(), m.v.data(), KvSource::kMemory});
-      store_->mutable_stats().read_bytes_memory += m.k.size() + m.v.size();
+                     m.k_at, m.v_at, KvSource::kMemory});
+      store_->mutable_stats().read_bytes_memory += 2 * uint64_t{m.n_tokens} * m.row_bytes;
       ++n;
     }
     mem_.clear();
@@ -332,8 +406,10 @@ Result<size_t> ReadBatchImpl::Poll(bool wait, const KvChunkFn& fn) {
     } else {
       n += Deliver(u, fn);
     }
-    staging_in_use_ -= u->buf.bytes;
-    store_->ReturnStaging(u->buf);
+    if (u->buf.data != nullptr) {
+      staging_in_use_ -= u->buf.bytes;
+      store_->ReturnStaging(u->buf);
+    }
     if (!failed_.ok()) return failed_;
     SubmitMore();
     if (ready_.empty()) DB_RETURN_IF_ERROR(store_->ReapSome(0));
@@ -347,7 +423,15 @@ Result<size_t> ReadBatchImpl::Poll(bool wait, const KvChunkFn& fn) {
 Result<std::unique_ptr<KvReadBatch>> KvStoreImpl::StartRead(std::span<const KvRange> ranges) {
   RegisterIdleArenas();
   auto batch = std::make_unique<ReadBatchImpl>(this);
-  DB_RETURN_IF_ERROR(batch->Plan(ranges));
+  DB_RETURN_IF_ERROR(batch->Plan(ranges, nullptr));
+  return std::unique_ptr<KvReadBatch>(std::move(batch));
+}
+
+Result<std::unique_ptr<KvReadBatch>> KvStoreImpl::StartReadInto(std::span<const KvRange> ranges,
+                                                                const KvTargetFn& targets) {
+  RegisterIdleArenas();
+  auto batch = std::make_unique<ReadBatchImpl>(this);
+  DB_RETURN_IF_ERROR(batch->Plan(ranges, &targets));
   return std::unique_ptr<KvReadBatch>(std::move(batch));
 }
 

@@ -131,6 +131,19 @@ struct KvChunkView {
 };
 using KvChunkFn = std::function<void(const KvChunkView&)>;
 
+// Where StartReadInto puts one chunk: its K rows (from the chunk's first token, clipped rows at
+// their place) at k, its V rows at v, each with room_bytes of room. The store reads DIRECT chunks
+// straight into the target when k and v are 4096-byte aligned and room_bytes holds the chunk's
+// whole on-disk part (KvChunkLocation::part_bytes), PAGE chunks always (the kernel copies from
+// the page cache into it); otherwise it stages the chunk and copies the rows in.
+struct KvChunkTarget {
+  uint8_t* k = nullptr;
+  uint8_t* v = nullptr;
+  uint64_t room_bytes = 0;  // REQUIRES: >= chunk_tokens * row_bytes
+};
+// The target of chunk `chunk` of ranges[range_index]; called once per chunk, at StartReadInto.
+using KvTargetFn = std::function<KvChunkTarget(size_t range_index, uint64_t chunk)>;
+
 class KvStore;
 
 // Reads in flight for a set of ranges. Several batches may be in flight at once (a prefetcher
@@ -179,6 +192,12 @@ class KvStore {
   // Starts reading the ranges (each REQUIRES token_begin <= token_end <= n_tokens of its layer;
   // InvalidArgument otherwise). Memory-resident rows are copied into the batch at once.
   virtual Result<std::unique_ptr<KvReadBatch>> StartRead(std::span<const KvRange> ranges) = 0;
+  // As StartRead, but every chunk lands in caller memory (see KvChunkTarget) and each delivered
+  // view points into its target: no copy out of the store's staging where the reads can go
+  // straight there. The targets must stay valid, and untouched by the caller, until their chunk
+  // is delivered or the batch is destroyed. InvalidArgument for a target without room.
+  virtual Result<std::unique_ptr<KvReadBatch>> StartReadInto(std::span<const KvRange> ranges,
+                                                             const KvTargetFn& targets) = 0;
   // StartRead and Poll until done: fn sees every chunk, in completion order.
   virtual Status ReadChunks(std::span<const KvRange> ranges, const KvChunkFn& fn) = 0;
   // Reads one range into caller buffers: (token_end - token_begin) rows each, in token order.

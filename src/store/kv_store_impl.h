@@ -101,6 +101,8 @@ class KvStoreImpl final : public KvStore {
   Status Append(SeqId seq, uint32_t layer, const void* k_rows, const void* v_rows,
                 uint64_t n_tokens) override;
   Result<std::unique_ptr<KvReadBatch>> StartRead(std::span<const KvRange> ranges) override;
+  Result<std::unique_ptr<KvReadBatch>> StartReadInto(std::span<const KvRange> ranges,
+                                                     const KvTargetFn& targets) override;
   Status ReadChunks(std::span<const KvRange> ranges, const KvChunkFn& fn) override;
   Status Read(const KvRange& range, void* k_out, void* v_out) override;
   Result<KvPath> ChunkPath(SeqId seq, uint32_t layer, uint64_t chunk) const override;

@@ -236,7 +236,8 @@ TEST(StoreKvCachePrefetchTest, DualReservesTheCachesOwnMemory) {
   EXPECT_EQ(without->kv_headroom_bytes - with->kv_headroom_bytes, own);
   const PlacementPlan& plan = (*disk)->last_plan();
   EXPECT_LE(plan.page_budget_bytes, with->kv_headroom_bytes) << plan.reason;
-  if (plan.reason == "initial") {
+  if (plan.reason.find("pressure") == std::string::npos) {  // else a band below the headroom
+    EXPECT_EQ(plan.reason, "initial");
     EXPECT_EQ(plan.page_budget_bytes + own, without->kv_headroom_bytes);
   }
 }

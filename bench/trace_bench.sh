@@ -7,8 +7,10 @@
 #
 #   bench/trace_bench.sh [BUILD_DIR] [extra bench flags...]
 #
-# GEN (decode steps, default 8) and COMPUTE_US (busy compute per layer, default 0) and PREFETCH
-# (default 0) may be set in the environment. The store is dualblade-data/trace.store (created
+# GEN (decode steps, default 8), COMPUTE_US (busy compute per layer, default 0), PREFETCH
+# (default 0) and REPEAT (runs per point, policies interleaved, the median run reported; default
+# 3, since where dual and pagecache make the same plan their ratio is noise around 1.0) may be
+# set in the environment. The store is dualblade-data/trace.store (created
 # and written once on first use; 1 GiB).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -20,7 +22,7 @@ out="${OUT_DIR:-$root/bench-results}"
 mkdir -p "$out"
 cmd=("$bin" bench --trace --layers 16 --kv-heads 8 --head-dim 64 --ctx 16384
      --gen "${GEN:-8}" --compute-us-per-layer "${COMPUTE_US:-0}"
-     --prefetch-depth "${PREFETCH:-0}"
+     --prefetch-depth "${PREFETCH:-0}" --repeat "${REPEAT:-3}"
      --budgets 128M,256M,512M,768M,1G --policies dual,pagecache,direct
      --json "$out/trace_bench.json" --md "$out/trace_bench.md" "$@")
 echo "+ ${cmd[*]}"

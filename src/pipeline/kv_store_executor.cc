@@ -18,6 +18,7 @@ Result<std::unique_ptr<KvStoreExecutor>> KvStoreExecutor::Create(
   ex->n_layer_ = info.geometry.n_layer;
   ex->chunk_tokens_ = info.geometry.chunk_tokens;
   ex->row_bytes_ = info.geometry.row_bytes();
+  ex->part_bytes_ = info.layout.chunk_part_bytes();
   // Started only now, so the threads see every field above (thread creation orders them).
   ex->io_thread_ = std::thread([p = ex.get()] { p->IoLoop(); });
   ex->compute_thread_ = std::thread([p = ex.get()] { p->ComputeLoop(); });
@@ -121,18 +122,19 @@ void KvStoreExecutor::ComputeLoop() {
     const ComputeTask task = std::move(compute_task_->second);
     compute_task_.reset();
     lock.unlock();
-    Status st;
-    if (task.layer_tail) {
-      st = opts_.compute(task, {});
-    } else {
-      Result<std::span<const uint8_t>> mem = copy_->Acquire(task.data);
-      st = mem.ok() ? opts_.compute(task, *mem) : mem.status();
-      copy_->Release(task.data);
-    }
+    Status st = RunCompute(task);
     lock.lock();
     events_.push_back(PipelineEvent{PipelineEvent::Kind::kCompute, token, std::move(st)});
     event_cv_.notify_one();
   }
+}
+
+Status KvStoreExecutor::RunCompute(const ComputeTask& task) {
+  if (task.layer_tail) return opts_.compute(task, {});
+  Result<std::span<const uint8_t>> mem = copy_->Acquire(task.data);
+  Status st = mem.ok() ? opts_.compute(task, *mem) : mem.status();
+  copy_->Release(task.data);
+  return st;
 }
 
 void KvStoreExecutor::IoLoop() {
@@ -246,8 +248,11 @@ void KvStoreExecutor::Begin(Read& r) {
     if (!r.status.ok()) return;
   }
   store::KvRange range{opts_.seq, q.layer, r.token_begin, r.token_end};
-  Result<std::unique_ptr<store::KvReadBatch>> batch =
-      kv_->StartRead(std::span<const store::KvRange>(&range, 1));
+  Result<std::unique_ptr<store::KvReadBatch>> batch = kv_->StartReadInto(
+      std::span<const store::KvRange>(&range, 1), [&](size_t, uint64_t chunk) {
+        uint8_t* buf = q.buffers[chunk - q.first_chunk].data();
+        return store::KvChunkTarget{buf, buf + part_bytes_, part_bytes_};
+      });
   if (!batch.ok()) {
     r.status = batch.status();
     return;
@@ -279,10 +284,16 @@ void KvStoreExecutor::Land(Read& r, const store::KvChunkView& v) {
     return;
   }
   std::span<uint8_t> buf = q.buffers[idx];
+  // The store delivers views into the targets; copy only if it ever hands out its own memory.
   const uint64_t bytes = uint64_t{v.n_tokens} * row_bytes_;
-  std::memcpy(buf.data(), v.k, bytes);
-  std::memcpy(buf.data() + kv_part_bytes(), v.v, bytes);
-  bytes_staged_.fetch_add(2 * bytes, std::memory_order_relaxed);
+  if (v.k != buf.data()) {
+    std::memcpy(buf.data(), v.k, bytes);
+    bytes_staged_.fetch_add(bytes, std::memory_order_relaxed);
+  }
+  if (v.v != buf.data() + part_bytes_) {
+    std::memcpy(buf.data() + part_bytes_, v.v, bytes);
+    bytes_staged_.fetch_add(bytes, std::memory_order_relaxed);
+  }
   switch (v.source) {
     case store::KvSource::kPage: chunks_page_.fetch_add(1, std::memory_order_relaxed); break;
     case store::KvSource::kDirect: chunks_direct_.fetch_add(1, std::memory_order_relaxed); break;

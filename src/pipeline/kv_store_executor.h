@@ -8,11 +8,13 @@
 //
 // Reads: StartRead of a ReadRequest becomes one KvReadBatch over the request's chunk range of
 // (seq, layer), polled on the I/O thread in completion order, several batches in flight at once.
-// Each delivered chunk is copied from the store's staging into the request's staging buffer (K
-// rows at offset 0, V rows at kv_part_bytes(); the KvStore API hands chunks out only during its
-// callback). PAGE chunks are copied out of the page cache by the kernel on the I/O thread (inline
-// in io_uring's submit, or its workers on a miss), DIRECT chunks by the device's DMA; either way
-// off the compute thread and while the DIRECT requests already submitted sit in the device queue.
+// Each chunk lands in the request's staging buffer (K rows at offset 0, V rows at
+// kv_part_bytes(), the on-disk part size, so both halves are block aligned) through
+// KvStore::StartReadInto: DIRECT chunks by the device's DMA straight into it, PAGE chunks by the
+// kernel's copy out of the page cache on the I/O thread (inline in io_uring's submit, or its
+// workers on a miss); either way off the compute thread and while the DIRECT requests already
+// submitted sit in the device queue. Chunks the store serves from memory (the tail) it copies
+// there itself.
 // When the batch is done the request completes with OK, or with the batch's first error (I/O,
 // checksum Corruption) once the batch has been destroyed (its destructor waits for the kernel),
 // so no staging buffer is written after its completion has been returned. As each chunk lands,
@@ -70,7 +72,7 @@ struct KvExecutorStats {
   uint64_t chunks_page = 0;
   uint64_t chunks_direct = 0;
   uint64_t chunks_memory = 0;
-  uint64_t bytes_staged = 0;  // copied from the store's staging into the pipeline's
+  uint64_t bytes_staged = 0;  // copied into the pipeline's staging (not read straight into it)
   uint64_t batches = 0;
 };
 
@@ -94,7 +96,7 @@ class KvStoreExecutor final : public PipelineExecutor {
   // Staging layout of one chunk: K rows, then V rows at kv_part_bytes().
   uint64_t row_bytes() const { return row_bytes_; }
   uint64_t chunk_tokens() const { return chunk_tokens_; }
-  uint64_t kv_part_bytes() const { return chunk_tokens_ * row_bytes_; }
+  uint64_t kv_part_bytes() const { return part_bytes_; }
   uint64_t chunk_staging_bytes() const { return 2 * kv_part_bytes(); }
   uint32_t n_layer() const { return n_layer_; }
   KvExecutorStats stats() const;
@@ -118,6 +120,7 @@ class KvStoreExecutor final : public PipelineExecutor {
   KvStoreExecutor(store::KvStore* kv, const KvStoreExecutorOptions& opts);
   void IoLoop();
   void ComputeLoop();
+  Status RunCompute(const ComputeTask& task);
   // I/O thread helpers.
   void Begin(Read& r);
   void PollRead(Read& r, bool wait);
@@ -134,6 +137,7 @@ class KvStoreExecutor final : public PipelineExecutor {
   uint32_t n_layer_ = 0;
   uint64_t chunk_tokens_ = 0;
   uint64_t row_bytes_ = 0;
+  uint64_t part_bytes_ = 0;  // one chunk's K (or V) part on disk: whole blocks
   const std::chrono::steady_clock::time_point epoch_;
 
   std::mutex mu_;

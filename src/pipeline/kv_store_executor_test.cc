@@ -233,6 +233,7 @@ void ExpectSameResultEveryConfig(Written& s) {
     EXPECT_GT(xs.chunks_page, 0u);
     EXPECT_GT(xs.chunks_direct, 0u);
     EXPECT_EQ(xs.chunks_memory, 3u * kLayers);  // the tail of every layer, every step
+    EXPECT_EQ(xs.bytes_staged, 0u);  // every chunk landed in its staging buffer, none copied
     EXPECT_EQ(xs.chunks_page + xs.chunks_direct + xs.chunks_memory,
               3u * kLayers * kChunksPerLayer);
     if (first.empty()) {

@@ -227,10 +227,11 @@ Status Run(const RunArgs& a) {
                hit_ratio);
   if (session.kv().policy_name() != "memory") {
     std::fprintf(stderr, "KV reads: prefetch depth %u%s, %llu layer reads prefetched, %llu "
-                 "discarded; %.1f ms stalled on reads\n",
+                 "discarded; stalled on reads %.1f ms in prefill, %.2f ms per decoded token\n",
                  kvs.prefetch_depth, a.prefetch_depth == "auto" ? " (auto)" : "",
                  static_cast<unsigned long long>(kvs.prefetch_used),
-                 static_cast<unsigned long long>(kvs.prefetch_discarded), kvs.stall_ms);
+                 static_cast<unsigned long long>(kvs.prefetch_discarded), s.prefill_stall_ms,
+                 s.decoded_tokens > 0 ? s.decode_stall_ms / double(s.decoded_tokens) : 0.0);
   }
   const auto* store_kv = dynamic_cast<const engine::StoreKvCache*>(&session.kv());
   const DualPlacement* placement = store_kv != nullptr ? store_kv->placement() : nullptr;
@@ -276,6 +277,9 @@ Status Run(const RunArgs& a) {
         {"kv_write_bytes", {{"page", kvs.write_bytes_page}, {"direct", kvs.write_bytes_direct}}},
         {"pagecache_hit_ratio", hit_ratio},
         {"stall_ms", kvs.stall_ms},
+        {"prefill_stall_ms", s.prefill_stall_ms},
+        {"decode_stall_ms_per_token",
+         s.decoded_tokens > 0 ? s.decode_stall_ms / double(s.decoded_tokens) : 0.0},
         {"prefetch_depth", kvs.prefetch_depth},
         {"prefetch", {{"mode", a.kv_policy == "memory" ? "none" : a.prefetch_depth},
                       {"used", kvs.prefetch_used},

@@ -17,6 +17,7 @@ Session::Session(const Model& model, std::unique_ptr<KvCache> kv, compute::Threa
 Status Session::Prefill(std::span<const int32_t> prompt, const ProgressFn& progress) {
   if (prompt.empty()) return Status::InvalidArgument("the prompt has no tokens");
   Stopwatch sw;
+  const double stall0 = kv_->stats().stall_ms;
   const int64_t n = static_cast<int64_t>(prompt.size());
   const int64_t ubatch = std::max(1, options_.n_ubatch);
   for (int64_t done = 0; done < n;) {
@@ -29,15 +30,18 @@ Status Session::Prefill(std::span<const int32_t> prompt, const ProgressFn& progr
   }
   stats_.prompt_tokens += n;
   stats_.prefill_ms += sw.ElapsedMillis();
+  stats_.prefill_stall_ms += kv_->stats().stall_ms - stall0;
   return Status::OK();
 }
 
 Status Session::Decode(int32_t token) {
   Stopwatch sw;
+  const double stall0 = kv_->stats().stall_ms;
   const int32_t one[1] = {token};
   DB_RETURN_IF_ERROR(transformer_.Forward(one, logits_.data()));
   stats_.decoded_tokens += 1;
   stats_.decode_ms += sw.ElapsedMillis();
+  stats_.decode_stall_ms += kv_->stats().stall_ms - stall0;
   return Status::OK();
 }
 

@@ -29,6 +29,9 @@ struct SessionStats {
   int64_t decoded_tokens = 0;  // forward passes of one generated token
   double decode_ms = 0;
   double ttft_ms = 0;          // prefill plus the first sample
+  // Time blocked on KV reads (KvStats::stall_ms) during prefill and during decode.
+  double prefill_stall_ms = 0;
+  double decode_stall_ms = 0;
 };
 
 class Session {

@@ -141,7 +141,8 @@ class ReadBatchImpl final : public KvReadBatch {
   }
 
  private:
-  void SubmitMore();
+  // Enqueues the units that staging allows; returns how many.
+  size_t SubmitMore();
   size_t Deliver(ReadUnit* u, const KvChunkFn& fn);
 
   KvStoreImpl* store_;
@@ -291,7 +292,8 @@ Status ReadBatchImpl::Plan(std::span<const KvRange> ranges, const KvTargetFn* ta
   return Status::OK();
 }
 
-void ReadBatchImpl::SubmitMore() {
+size_t ReadBatchImpl::SubmitMore() {
+  size_t submitted = 0;
   const uint64_t limit = store_->options().read_staging_bytes;
   KvStoreStats& st = store_->mutable_stats();
   while (failed_.ok() && next_submit_ < units_.size()) {
@@ -318,7 +320,7 @@ void ReadBatchImpl::SubmitMore() {
                 n);
       }
     } else {
-      if (in_kernel_ > 0 && staging_in_use_ + 2 * len > limit) return;
+      if (in_kernel_ > 0 && staging_in_use_ + 2 * len > limit) return submitted;
       u->buf = store_->TakeStaging(2 * len);
       staging_in_use_ += u->buf.bytes;
       u->reqs.resize(2);
@@ -338,7 +340,9 @@ void ReadBatchImpl::SubmitMore() {
     }
     ++in_kernel_;
     ++next_submit_;
+    ++submitted;
   }
+  return submitted;
 }
 
 size_t ReadBatchImpl::Deliver(ReadUnit* u, const KvChunkFn& fn) {
@@ -379,6 +383,9 @@ size_t ReadBatchImpl::Deliver(ReadUnit* u, const KvChunkFn& fn) {
 Result<size_t> ReadBatchImpl::Poll(bool wait, const KvChunkFn& fn) {
   if (!failed_.ok()) return failed_;
   size_t n = 0;
+  // Reads first, so the device works while the callbacks below run.
+  SubmitMore();
+  DB_RETURN_IF_ERROR(store_->ReapSome(0));
   if (!mem_done_) {
     for (const MemChunk& m : mem_) {
       fn(KvChunkView{m.range_index, m.seq, m.layer, m.chunk, m.token_begin, m.n_tokens,
@@ -389,8 +396,6 @@ Result<size_t> ReadBatchImpl::Poll(bool wait, const KvChunkFn& fn) {
     mem_.clear();
     mem_done_ = true;
   }
-  SubmitMore();
-  DB_RETURN_IF_ERROR(store_->ReapSome(0));
   while (wait && n == 0 && ready_.empty() && in_kernel_ > 0) {
     DB_RETURN_IF_ERROR(store_->ReapSome(1));
   }
@@ -411,8 +416,9 @@ Result<size_t> ReadBatchImpl::Poll(bool wait, const KvChunkFn& fn) {
       store_->ReturnStaging(u->buf);
     }
     if (!failed_.ok()) return failed_;
-    SubmitMore();
-    if (ready_.empty()) DB_RETURN_IF_ERROR(store_->ReapSome(0));
+    // Hand the freed staging's next reads to the kernel now, not after the units still ready
+    // are delivered: the device queue stays full while callbacks run.
+    if (SubmitMore() > 0 || ready_.empty()) DB_RETURN_IF_ERROR(store_->ReapSome(0));
   }
   pending_chunks_ -= std::min(pending_chunks_, n);
   return n;

@@ -58,7 +58,7 @@ Result<std::unique_ptr<TracePipeline>> TracePipeline::Create(store::KvStore* kv,
   p->n_layer_ = info.geometry.n_layer;
   KvStoreExecutorOptions xo;
   xo.seq = opts.seq;
-  xo.compute = [raw = p.get()](const ComputeTask& t, std::span<const uint8_t> d) {
+  xo.compute = [raw = p.get()](const KvComputeUnit& t, std::span<const uint8_t> d) {
     return raw->Compute(t, d);
   };
   xo.before_layer_read = opts.before_layer_read;
@@ -100,7 +100,7 @@ Result<std::unique_ptr<TracePipeline>> TracePipeline::Create(store::KvStore* kv,
   return p;
 }
 
-Status TracePipeline::Compute(const ComputeTask& t, std::span<const uint8_t> data) {
+Status TracePipeline::Compute(const KvComputeUnit& t, std::span<const uint8_t> data) {
   const double layer_ns = static_cast<double>(opts_.compute_us_per_layer) * 1000.0;
   Stopwatch sw;
   if (t.layer_tail) {
@@ -143,6 +143,7 @@ Result<StepStats> TracePipeline::RunStep(uint64_t step, uint64_t n_tokens) {
   po.fixed_plan.queue_depth = static_cast<uint32_t>(
       std::clamp<uint64_t>(requests_per_layer * (depth + 1), 1, opts_.max_queue_depth));
   po.stream_chunks = opts_.prefetch_depth != 0;
+  po.max_chunks_per_compute = opts_.max_chunks_per_compute;
   Prefetcher prefetcher(po, pool_.get(), executor_.get(), consumer_.get());
   StepStats stats;
   DB_RETURN_IF_ERROR(prefetcher.RunStep(step, &stats).Annotate("decode step " +

@@ -20,11 +20,11 @@ namespace dualblade {
 
 namespace {
 
-// The store's read staging: arenas of this size, slots of two requests of at most 1 MiB (1 MiB
-// rather than the device's max transfer, often 4 MiB, keeps more requests in flight per byte of
-// staging). The pipeline keeps at most kMaxQueueDepth read batches (one request per part each)
-// in flight, so the arenas never hold more than kMaxQueueDepth slots.
-constexpr uint64_t kReadStagingBytes = 16 * kMiB;
+// The store's read staging (one arena, mapped at Open): the pipeline reads every chunk straight
+// into its own staging pool (StartReadInto), so the store's staging is only a fallback. Requests
+// of at most 1 MiB (rather than the device's max transfer, often 4 MiB) keep more requests in
+// flight per byte of staging; the pipeline keeps at most kMaxQueueDepth read batches in flight.
+constexpr uint64_t kReadStagingBytes = 4 * kMiB;
 constexpr uint64_t kMaxRequestBytes = 1 * kMiB;
 constexpr uint32_t kMaxQueueDepth = 12;
 constexpr uint64_t kWriteInflightBytes = 16 * kMiB;
@@ -153,12 +153,10 @@ Status Replay::Open() {
   po.check = [this](uint32_t layer, const store::KvChunkView& v) { return Consume(layer, v); };
   po.before_layer_read = [this](uint32_t layer) { return ProbeLayer(layer); };
   DB_ASSIGN_OR_RETURN(pipeline_, TracePipeline::Create(kv_.get(), po));
-  // What is not KV page cache: the pipeline's staging pool, the store's read staging for the
-  // requests in flight (whole arenas), chunk writes in flight, the tails, and this replay's row
-  // buffers.
+  // What is not KV page cache: the pipeline's staging pool, the store's read staging arena,
+  // chunk writes in flight, the tails, and this replay's row buffers.
   monitor_->Reserve("pipeline-staging", pipeline_->staging_bytes());
-  monitor_->Reserve("kv-read-staging",
-                    AlignUp(uint64_t{kMaxQueueDepth} * 2 * kMaxRequestBytes, kReadStagingBytes));
+  monitor_->Reserve("kv-read-staging", kReadStagingBytes);
   monitor_->Reserve("kv-write-inflight", kWriteInflightBytes);
   monitor_->Reserve("kv-tails", uint64_t{s_.n_layer} * chunk_bytes_);
   monitor_->Reserve("trace-rows", 2 * s_.chunk_tokens * s_.row_bytes());

@@ -130,11 +130,16 @@ void KvStoreExecutor::ComputeLoop() {
 }
 
 Status KvStoreExecutor::RunCompute(const ComputeTask& task) {
-  if (task.layer_tail) return opts_.compute(task, {});
-  Result<std::span<const uint8_t>> mem = copy_->Acquire(task.data);
-  Status st = mem.ok() ? opts_.compute(task, *mem) : mem.status();
-  copy_->Release(task.data);
-  return st;
+  KvComputeUnit unit{task.step, task.layer, task.layer_tail, 0};
+  if (task.layer_tail) return opts_.compute(unit, {});
+  for (size_t i = 0; i < task.chunks.size(); ++i) {
+    unit.chunk = task.chunks[i];
+    Result<std::span<const uint8_t>> mem = copy_->Acquire(task.data[i]);
+    Status st = mem.ok() ? opts_.compute(unit, *mem) : mem.status();
+    copy_->Release(task.data[i]);
+    DB_RETURN_IF_ERROR(st);
+  }
+  return Status::OK();
 }
 
 void KvStoreExecutor::IoLoop() {

@@ -23,9 +23,9 @@
 // Cancellation: CancelReads destroys every pending batch (waiting for the kernel) and completes
 // each outstanding request with Busy; every started read still completes exactly once.
 //
-// Compute: StartCompute runs opts.compute on the compute thread over CopyStage::Acquire of the
-// chunk's staging (empty for a layer tail); its Status is the event's, so a failed check fails the
-// step as a failed read does.
+// Compute: StartCompute runs opts.compute on the compute thread over CopyStage::Acquire of each
+// chunk's staging (empty for a layer tail); the first error is the event's Status, so a failed
+// check fails the step as a failed read does.
 //
 // Between steps (nothing outstanding) the caller's thread may use the KvStore again (Append,
 // SetChunkPath); token counts of each layer are read at the first read of each step (a new
@@ -52,9 +52,16 @@
 
 namespace dualblade {
 
+// One unit of a compute task: a chunk of the layer, or the layer's tail.
+struct KvComputeUnit {
+  uint64_t step = 0;
+  uint32_t layer = 0;
+  bool layer_tail = false;
+  uint32_t chunk = 0;  // when !layer_tail
+};
 // Compute over one chunk (data = the compute-side memory of its staging buffer) or a layer tail
-// (data empty). Runs on the compute thread.
-using KvComputeFn = std::function<Status(const ComputeTask& task, std::span<const uint8_t> data)>;
+// (data empty). Runs on the compute thread, once per chunk of a task, in the task's order.
+using KvComputeFn = std::function<Status(const KvComputeUnit& unit, std::span<const uint8_t> data)>;
 
 struct KvStoreExecutorOptions {
   store::SeqId seq = 0;

@@ -55,7 +55,7 @@ class Model final : public ChunkConsumer {
  public:
   explicit Model(const RefSequence* ref) : ref_(ref) {}
 
-  Status Compute(const ComputeTask& t, std::span<const uint8_t> data) {
+  Status Compute(const KvComputeUnit& t, std::span<const uint8_t> data) {
     if (t.layer_tail) {
       Spin(150);
       return Status::OK();
@@ -165,6 +165,7 @@ struct Config {
   uint32_t queue_depth;
   bool stream = true;
   bool auto_depth = false;
+  uint32_t max_chunks_per_compute = 1;
 };
 
 // Runs STEPS steps under CFG and returns the merged result of each layer of each step.
@@ -172,7 +173,7 @@ std::vector<float> RunConfig(Written& s, const Config& cfg, uint32_t steps, KvEx
   Model model(s.ref.get());
   KvStoreExecutorOptions xo;
   xo.seq = s.seq;
-  xo.compute = [&](const ComputeTask& t, std::span<const uint8_t> d) { return model.Compute(t, d); };
+  xo.compute = [&](const KvComputeUnit& t, std::span<const uint8_t> d) { return model.Compute(t, d); };
   auto ex = KvStoreExecutor::Create(&s.f->kv(), xo);
   EXPECT_TRUE(ex.ok()) << ex.status().ToString();
   if (!ex.ok()) return {};
@@ -196,6 +197,7 @@ std::vector<float> RunConfig(Written& s, const Config& cfg, uint32_t steps, KvEx
   po.fixed_plan = {cfg.depth, cfg.request_chunks, cfg.queue_depth};
   po.controller = controller.get();
   po.stream_chunks = cfg.stream;
+  po.max_chunks_per_compute = cfg.max_chunks_per_compute;
   Prefetcher pf(po, pool->get(), ex->get(), &model);
   for (uint32_t step = 0; step < steps; ++step) {
     model.BeginStep();
@@ -223,6 +225,8 @@ void ExpectSameResultEveryConfig(Written& s) {
       {"depth 4, deep pool", 4, 64, 4, 16},
       {"auto, pool < 2 layers", 1, 15, 1, 1, true, /*auto_depth=*/true},
       {"auto, deep pool", 1, 60, 1, 1, true, /*auto_depth=*/true},
+      {"depth 2, 5 chunks per compute task", 2, 20, 2, 6, true, false, 5},
+      {"no overlap, whole layer per compute task", 0, kChunksPerLayer, 4, 3, false, false, 64},
   };
   std::vector<float> first;
   for (const Config& c : configs) {
@@ -282,7 +286,7 @@ Status RunFailingStep(const FailureRun& fr, uint32_t depth, uint32_t pool_buffer
   Model model(fr.s->ref.get());
   KvStoreExecutorOptions xo;
   xo.seq = fr.s->seq;
-  xo.compute = [&](const ComputeTask& t, std::span<const uint8_t> d) { return model.Compute(t, d); };
+  xo.compute = [&](const KvComputeUnit& t, std::span<const uint8_t> d) { return model.Compute(t, d); };
   auto ex = KvStoreExecutor::Create(&fr.s->f->kv(), xo);
   EXPECT_TRUE(ex.ok());
   const uint64_t chunk_bytes = (*ex)->chunk_staging_bytes();
@@ -355,7 +359,7 @@ TEST(KvStoreExecutorTest, BadReadsAreClearErrors) {
   KvStoreExecutorOptions xo;
   xo.seq = s.seq;
   EXPECT_TRUE(KvStoreExecutor::Create(&s.f->kv(), xo).status().IsInvalidArgument());
-  xo.compute = [](const ComputeTask&, std::span<const uint8_t>) { return Status::OK(); };
+  xo.compute = [](const KvComputeUnit&, std::span<const uint8_t>) { return Status::OK(); };
   xo.seq = s.seq + 100;
   EXPECT_TRUE(KvStoreExecutor::Create(&s.f->kv(), xo).status().IsNotFound());
   xo.seq = s.seq;

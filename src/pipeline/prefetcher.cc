@@ -93,13 +93,19 @@ void Prefetcher::StartComputeIfIdle() {
   if (!opts_.stream_chunks && ready_[l].size() < opts_.chunks_per_layer) {
     return;  // no overlap: the layer computes once all of it has landed
   } else if (ready_head_[l] < ready_[l].size()) {
-    task.chunk = ready_[l][ready_head_[l]++];
-    Slot& slot = slots_[size_t{l} * opts_.chunks_per_layer + task.chunk];
-    DB_CHECK(slot.state == kReady);
-    slot.state = kComputing;
-    task.data = slot.lease.span().first(opts_.chunk_bytes);
-    ++stats_.chunks_delivered;
-    consumer_->OnChunk(step_, l, task.chunk, task.data);
+    const uint32_t max_chunks = std::max<uint32_t>(opts_.max_chunks_per_compute, 1);
+    while (ready_head_[l] < ready_[l].size() && task.chunks.size() < max_chunks) {
+      const uint32_t chunk = ready_[l][ready_head_[l]++];
+      Slot& slot = slots_[size_t{l} * opts_.chunks_per_layer + chunk];
+      DB_CHECK(slot.state == kReady);
+      slot.state = kComputing;
+      std::span<const uint8_t> data = slot.lease.span().first(opts_.chunk_bytes);
+      task.chunks.push_back(chunk);
+      task.data.push_back(data);
+      ++stats_.chunks_delivered;
+      consumer_->OnChunk(step_, l, chunk, data);
+    }
+    computing_chunks_ = task.chunks;
   } else if (chunks_done_ == opts_.chunks_per_layer && !tail_started_) {
     consumer_->OnLayerEnd(step_, l);
     tail_started_ = true;
@@ -144,14 +150,17 @@ void Prefetcher::OnCompute(const PipelineEvent& ev) {
   stats_.compute_busy_us += executor_->NowUs() - compute_started_us_;
   const uint32_t l = computing_layer_;
   if (!tail_started_) {
-    // A chunk finished: its partial is kept by the consumer, its buffer can take the next read.
-    uint32_t chunk = ready_[l][ready_head_[l] - 1];
-    Slot& slot = slots_[size_t{l} * opts_.chunks_per_layer + chunk];
-    DB_CHECK(slot.state == kComputing);
-    slot.lease.Release();
-    --leases_held_;
-    slot.state = kDone;
-    ++chunks_done_;
+    // Chunks finished: their partials are kept by the consumer, their buffers can take the next
+    // reads.
+    for (uint32_t chunk : computing_chunks_) {
+      Slot& slot = slots_[size_t{l} * opts_.chunks_per_layer + chunk];
+      DB_CHECK(slot.state == kComputing);
+      slot.lease.Release();
+      --leases_held_;
+      slot.state = kDone;
+      ++chunks_done_;
+    }
+    computing_chunks_.clear();
   } else {
     ++computing_layer_;
     chunks_done_ = 0;

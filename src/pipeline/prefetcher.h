@@ -55,13 +55,16 @@ struct ReadRequest {
   std::vector<std::span<uint8_t>> buffers;  // one staging buffer per chunk, written by the read
 };
 
-// Compute over one chunk (attention partial) or a layer's tail (merge, projection, MLP).
+// Compute over landed chunks of one layer (an attention partial each) or a layer's tail (merge,
+// projection, MLP).
 struct ComputeTask {
   uint64_t step = 0;
   uint32_t layer = 0;
   bool layer_tail = false;
-  uint32_t chunk = 0;                // when !layer_tail
-  std::span<const uint8_t> data;     // the chunk's staging buffer, when !layer_tail
+  // When !layer_tail: the chunks, in the order they landed (one unless the Prefetcher batches),
+  // and each one's staging buffer.
+  std::vector<uint32_t> chunks;
+  std::vector<std::span<const uint8_t>> data;
 };
 
 struct PipelineEvent {
@@ -107,6 +110,10 @@ struct PrefetcherOptions {
   // with depth 0, a step with no overlap at all, the baseline the pipeline is measured against;
   // REQUIRES a pool that holds one layer, else RunStep returns InvalidArgument).
   bool stream_chunks = true;
+  // Landed chunks of the computing layer handed over as one compute task, at most. 1 hands each
+  // chunk over alone; more amortizes the hand-over to a compute thread when chunks pile up
+  // (compute behind), and changes nothing while they trickle in (I/O behind).
+  uint32_t max_chunks_per_compute = 1;
 };
 
 class Prefetcher {
@@ -164,6 +171,7 @@ class Prefetcher {
   bool tail_started_ = false;
   bool compute_busy_ = false;
   uint64_t compute_token_ = 0;
+  std::vector<uint32_t> computing_chunks_;  // of the compute task in flight
   uint64_t compute_started_us_ = 0;
   uint32_t reads_in_flight_ = 0;
   uint64_t io_busy_since_us_ = 0;

@@ -41,7 +41,8 @@ void SimExecutor::StartCompute(uint64_t token, const ComputeTask& task) {
   compute_outstanding_ = true;
   double us = task.layer_tail
                   ? (1 - cfg_.attention_fraction) * cfg_.compute_us_per_layer
-                  : cfg_.attention_fraction * cfg_.compute_us_per_layer / cfg_.chunks_per_layer;
+                  : cfg_.attention_fraction * cfg_.compute_us_per_layer / cfg_.chunks_per_layer *
+                        static_cast<double>(task.chunks.size());
   us *= 0.9 + 0.2 * rng_.Uniform();
   Event e;
   e.time_us = now_us_ + static_cast<uint64_t>(us);

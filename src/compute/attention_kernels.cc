@@ -144,24 +144,63 @@ DB_AVX2 void HeadPartialAvx2T(const HeadPartialArgs& a, float* st) {
   _mm256_store_pd(sums, _mm256_add_pd(sum0, sum1));
   const double s = (sums[0] + sums[1]) + (sums[2] + sums[3]);
 
-  // o = sum_t e_t v_t, 32 dimensions at a time held in registers across all keys.
+  // o = sum_t e_t v_t. Short heads (8 or 16 dimensions: one or two vectors) keep four or two
+  // keys in flight in separate accumulators, or every key would wait on the previous one's
+  // multiply-add; longer heads go 32 dimensions at a time, held in registers across all keys.
   float* o = st + 2;
-  for (int d0 = 0; d0 < hd; d0 += 32) {
-    const int nv = std::min(4, (hd - d0) / 8);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
-    for (int u = 0; u < n; ++u) {
-      const __m256 e = _mm256_broadcast_ss(scores + u);
-      const int64_t row = static_cast<int64_t>(u) * stride + d0;
-      acc0 = _mm256_fmadd_ps(e, Load8<kF16>(a.v, row), acc0);
-      if (nv > 1) acc1 = _mm256_fmadd_ps(e, Load8<kF16>(a.v, row + 8), acc1);
-      if (nv > 2) acc2 = _mm256_fmadd_ps(e, Load8<kF16>(a.v, row + 16), acc2);
-      if (nv > 3) acc3 = _mm256_fmadd_ps(e, Load8<kF16>(a.v, row + 24), acc3);
+  if (hd == 8) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    int u = 0;
+    for (; u + 4 <= n; u += 4) {
+      const int64_t row = static_cast<int64_t>(u) * stride;
+      a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(scores + u), Load8<kF16>(a.v, row), a0);
+      a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(scores + u + 1), Load8<kF16>(a.v, row + stride), a1);
+      a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(scores + u + 2), Load8<kF16>(a.v, row + 2 * stride), a2);
+      a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(scores + u + 3), Load8<kF16>(a.v, row + 3 * stride), a3);
     }
-    _mm256_storeu_ps(o + d0, acc0);
-    if (nv > 1) _mm256_storeu_ps(o + d0 + 8, acc1);
-    if (nv > 2) _mm256_storeu_ps(o + d0 + 16, acc2);
-    if (nv > 3) _mm256_storeu_ps(o + d0 + 24, acc3);
+    for (; u < n; ++u) {
+      a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(scores + u), Load8<kF16>(a.v, int64_t{u} * stride), a0);
+    }
+    _mm256_storeu_ps(o, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+  } else if (hd == 16) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    __m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
+    int u = 0;
+    for (; u + 2 <= n; u += 2) {
+      const int64_t row = static_cast<int64_t>(u) * stride;
+      const __m256 e0 = _mm256_broadcast_ss(scores + u), e1 = _mm256_broadcast_ss(scores + u + 1);
+      a0 = _mm256_fmadd_ps(e0, Load8<kF16>(a.v, row), a0);
+      a1 = _mm256_fmadd_ps(e0, Load8<kF16>(a.v, row + 8), a1);
+      b0 = _mm256_fmadd_ps(e1, Load8<kF16>(a.v, row + stride), b0);
+      b1 = _mm256_fmadd_ps(e1, Load8<kF16>(a.v, row + stride + 8), b1);
+    }
+    if (u < n) {
+      const int64_t row = static_cast<int64_t>(u) * stride;
+      const __m256 e0 = _mm256_broadcast_ss(scores + u);
+      a0 = _mm256_fmadd_ps(e0, Load8<kF16>(a.v, row), a0);
+      a1 = _mm256_fmadd_ps(e0, Load8<kF16>(a.v, row + 8), a1);
+    }
+    _mm256_storeu_ps(o, _mm256_add_ps(a0, b0));
+    _mm256_storeu_ps(o + 8, _mm256_add_ps(a1, b1));
+  } else {
+    for (int d0 = 0; d0 < hd; d0 += 32) {
+      const int nv = std::min(4, (hd - d0) / 8);
+      __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+      __m256 acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+      for (int u = 0; u < n; ++u) {
+        const __m256 e = _mm256_broadcast_ss(scores + u);
+        const int64_t row = static_cast<int64_t>(u) * stride + d0;
+        acc0 = _mm256_fmadd_ps(e, Load8<kF16>(a.v, row), acc0);
+        if (nv > 1) acc1 = _mm256_fmadd_ps(e, Load8<kF16>(a.v, row + 8), acc1);
+        if (nv > 2) acc2 = _mm256_fmadd_ps(e, Load8<kF16>(a.v, row + 16), acc2);
+        if (nv > 3) acc3 = _mm256_fmadd_ps(e, Load8<kF16>(a.v, row + 24), acc3);
+      }
+      _mm256_storeu_ps(o + d0, acc0);
+      if (nv > 1) _mm256_storeu_ps(o + d0 + 8, acc1);
+      if (nv > 2) _mm256_storeu_ps(o + d0 + 16, acc2);
+      if (nv > 3) _mm256_storeu_ps(o + d0 + 24, acc3);
+    }
   }
   st[0] = m;
   st[1] = static_cast<float>(s);

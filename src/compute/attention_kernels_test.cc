@@ -70,7 +70,8 @@ TEST(HeadPartialTest, Avx2MatchesScalarReference) {
   std::normal_distribution<float> dist(0.0f, 1.5f);
   const KernelCase cases[] = {
       {8, 1, 32},   {8, 7, 32},    {8, 8, 8},      {8, 100, 32}, {8, 256, 32},
-      {24, 13, 48}, {64, 300, 64}, {128, 256, 512}, {128, 9, 128}, {6, 20, 12},
+      {16, 5, 32},  {16, 64, 16},  {24, 13, 48},   {64, 300, 64}, {128, 256, 512},
+      {128, 9, 128}, {6, 20, 12},
   };
   for (const KernelCase& c : cases) {
     for (KvElemType type : {KvElemType::kF32, KvElemType::kF16}) {

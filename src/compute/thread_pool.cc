@@ -14,6 +14,8 @@ constexpr int kSpinPolls = 1 << 14;
 // Slices per participant: enough that a late or descheduled worker's share is picked up by the
 // others in small pieces, few enough that claiming costs nothing.
 constexpr int64_t kSlicesPerThread = 4;
+// Slice indices and counts are 16-bit fields of next_slice_.
+constexpr int64_t kMaxSlices = 0xFFFF;
 
 inline void CpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -42,7 +44,8 @@ void ThreadPool::Run(int64_t n, const RangeFn& fn, int64_t min_per_thread) {
   if (n <= 0) return;
   min_per_thread = std::max<int64_t>(1, min_per_thread);
   const int64_t slices =
-      std::min<int64_t>(n_threads_ * kSlicesPerThread, std::max<int64_t>(1, n / min_per_thread));
+      std::min<int64_t>({n_threads_ * kSlicesPerThread, std::max<int64_t>(1, n / min_per_thread),
+                         kMaxSlices});
   if (slices == 1 || n_threads_ == 1) {
     fn(0, n, 0);
     return;
@@ -52,10 +55,10 @@ void ThreadPool::Run(int64_t n, const RangeFn& fn, int64_t min_per_thread) {
     std::lock_guard<std::mutex> lock(mu_);
     job_ = &fn;
     job_n_ = n;
-    job_slices_.store(slices, std::memory_order_relaxed);
     slices_done_.store(0, std::memory_order_relaxed);
     gen = generation_.load(std::memory_order_relaxed) + 1;
-    next_slice_.store(static_cast<uint64_t>(gen) << 32, std::memory_order_release);
+    next_slice_.store((static_cast<uint64_t>(gen) << 32) | (static_cast<uint64_t>(slices) << 16),
+                      std::memory_order_release);
     generation_.store(gen, std::memory_order_release);
   }
   wake_cv_.notify_all();
@@ -71,18 +74,20 @@ void ThreadPool::Run(int64_t n, const RangeFn& fn, int64_t min_per_thread) {
 }
 
 void ThreadPool::RunSlices(uint32_t gen, int participant) {
-  // job_ fields are stable while any slice of `gen` is unfinished, and a claim succeeds only
-  // while `gen` is current, so reading them after a successful claim is safe.
+  // The job's generation and slice count travel in the same word as the claim counter: a worker
+  // that read the previous job's state can then never claim a slice against the next job's
+  // count (it once could, while the next job was being published, and ran a slice twice). A
+  // successful claim means the job is unfinished, so job_ and job_n_ are still its own.
   for (;;) {
     uint64_t cur = next_slice_.load(std::memory_order_acquire);
-    int64_t slice;
+    int64_t slice, slices;
     do {
       if (static_cast<uint32_t>(cur >> 32) != gen) return;
-      slice = static_cast<int64_t>(cur & 0xFFFFFFFFu);
-      if (slice >= job_slices_.load(std::memory_order_relaxed)) return;
+      slices = static_cast<int64_t>((cur >> 16) & 0xFFFFu);
+      slice = static_cast<int64_t>(cur & 0xFFFFu);
+      if (slice >= slices) return;
     } while (!next_slice_.compare_exchange_weak(cur, cur + 1, std::memory_order_acq_rel,
                                                 std::memory_order_acquire));
-    const int64_t slices = job_slices_.load(std::memory_order_relaxed);
     const int64_t begin = job_n_ * slice / slices;
     const int64_t end = job_n_ * (slice + 1) / slices;
     (*job_)(begin, end, participant);

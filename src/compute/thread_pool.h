@@ -64,9 +64,9 @@ class ThreadPool {
   // Current job, written under mu_ before generation_ is bumped.
   const RangeFn* job_ = nullptr;
   int64_t job_n_ = 0;
-  std::atomic<int64_t> job_slices_{0};  // read before a claim, so atomic
   std::atomic<uint32_t> generation_{0};
-  // (generation << 32) | next unclaimed slice: a claim succeeds only for the current job.
+  // (generation << 32) | (slice count << 16) | next unclaimed slice: a claim succeeds only for
+  // the current job and only below its own slice count.
   std::atomic<uint64_t> next_slice_{0};
   std::atomic<int64_t> slices_done_{0};
   std::atomic<bool> stop_{false};

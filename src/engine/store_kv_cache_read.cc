@@ -27,8 +27,10 @@ Status StoreKvCache::ReadChunks(int layer, int64_t token_begin, int64_t token_en
   hit_fraction_.clear();
   if (opts_.measure_pagecache_hits) MeasurePageCacheHits(layer, token_begin, token_end);
   uint64_t callback_ns = 0;  // time in fn (compute), not waiting
+  int64_t delivered_tokens = 0;
   auto deliver = [&](const store::KvChunkView& c) {
     const uint64_t bytes = 2 * row * c.n_tokens;
+    delivered_tokens += c.n_tokens;
     switch (c.source) {
       case store::KvSource::kMemory: reads_.read_bytes_memory += bytes; break;
       case store::KvSource::kPage: {
@@ -79,6 +81,12 @@ Status StoreKvCache::ReadChunks(int layer, int64_t token_begin, int64_t token_en
       deliver(c.view);
     }
     pre->copies.clear();
+    // A batch that failed while being started has drained by now (done) and says so only to
+    // Poll.
+    if (pre->batch != nullptr) {
+      DB_ASSIGN_OR_RETURN(size_t n, pre->batch->Poll(/*wait=*/false, deliver));
+      (void)n;
+    }
   }
 
   // Both batches until done, each chunk as it lands; block only when neither has one ready.
@@ -114,6 +122,11 @@ Status StoreKvCache::ReadChunks(int layer, int64_t token_begin, int64_t token_en
     stall_ns += waited;
   }
   stall_ns_ += stall_ns;
+  if (delivered_tokens != token_end - token_begin) {
+    return Status::IOError("the read of layer " + std::to_string(layer) + " delivered " +
+                           std::to_string(delivered_tokens) + " of " +
+                           std::to_string(token_end - token_begin) + " tokens");
+  }
 
   const uint64_t exit_ns = NowNanos();
   double io_us = sources[0].batch != nullptr ? double(sources[0].done_ns - entry_ns) / 1e3 : 0;
@@ -173,8 +186,9 @@ Status StoreKvCache::StartPrefetch(int layer) {
     if (path == store::KvPath::kDirect) {
       p->ranges.push_back(r);
     } else {
-      // The page path's prefetch is the kernel's: read the run into the page cache now.
-      DB_RETURN_IF_ERROR(kv_->Prefetch(r));
+      // The page path's prefetch is the kernel's: read the run into the page cache now. A hint
+      // only: if the kernel refuses it, the layer's read still reads the run.
+      (void)kv_->Prefetch(r);
     }
     c = e;
   }
@@ -182,11 +196,12 @@ Status StoreKvCache::StartPrefetch(int layer) {
     DB_ASSIGN_OR_RETURN(p->batch, kv_->StartRead(p->ranges));
     const uint64_t row = geometry_.row_bytes();
     // Polling submits the reads; what it delivers already (chunks still being written, served
-    // from memory) is kept until the layer's ReadChunks.
-    DB_ASSIGN_OR_RETURN(size_t n, p->batch->Poll(/*wait=*/false, [&](const store::KvChunkView& v) {
+    // from memory) is kept until the layer's ReadChunks. A failure stays with the batch (every
+    // later Poll returns it), so it fails the read of that layer, not of the one computing now.
+    Result<size_t> n = p->batch->Poll(/*wait=*/false, [&](const store::KvChunkView& v) {
       Prefetch::Copy c{v, {v.k, v.k + v.n_tokens * row}, {v.v, v.v + v.n_tokens * row}};
       p->copies.push_back(std::move(c));
-    }));
+    });
     (void)n;
   }
   prefetch_[layer] = std::move(p);

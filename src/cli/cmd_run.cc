@@ -236,6 +236,17 @@ Status Run(const RunArgs& a) {
   const auto* store_kv = dynamic_cast<const engine::StoreKvCache*>(&session.kv());
   const DualPlacement* placement = store_kv != nullptr ? store_kv->placement() : nullptr;
   nlohmann::json placement_json = nullptr;
+  // The adaptive depth's last decision and the per-layer times it was made from.
+  nlohmann::json controller_json = nullptr;
+  if (store_kv != nullptr && store_kv->controller() != nullptr) {
+    const ControllerDecision& d = store_kv->controller()->last_decision();
+    controller_json = {{"decisions", store_kv->controller()->decisions()},
+                       {"wanted_depth", d.wanted_depth},
+                       {"memory_cap_depth", d.memory_cap_depth},
+                       {"io_us_per_layer", d.io_us_ewma},
+                       {"compute_us_per_layer", d.compute_us_ewma},
+                       {"stall_us_per_layer", d.stall_us_ewma}};
+  }
   if (placement != nullptr) {
     const PlacementPlan& plan = store_kv->last_plan();
     std::fprintf(stderr,
@@ -283,7 +294,8 @@ Status Run(const RunArgs& a) {
         {"prefetch_depth", kvs.prefetch_depth},
         {"prefetch", {{"mode", a.kv_policy == "memory" ? "none" : a.prefetch_depth},
                       {"used", kvs.prefetch_used},
-                      {"discarded", kvs.prefetch_discarded}}},
+                      {"discarded", kvs.prefetch_discarded},
+                      {"controller", controller_json}}},
         {"kv_placement", placement_json}};
     const std::string tmp = a.stats_json + ".tmp";
     {

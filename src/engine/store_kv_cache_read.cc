@@ -129,25 +129,23 @@ Status StoreKvCache::ReadChunks(int layer, int64_t token_begin, int64_t token_en
   }
 
   const uint64_t exit_ns = NowNanos();
-  double io_us = sources[0].batch != nullptr ? double(sources[0].done_ns - entry_ns) / 1e3 : 0;
-  if (pre != nullptr) {
-    ++reads_.prefetch_used;
-    if (pre->batch != nullptr) {
-      // Waited for: the batch's whole latency shows. Not waited for: it took at most the time it
-      // had before this call, and no more than I/O was last seen to take.
-      double pre_us = double(sources[1].done_ns - pre->started_ns) / 1e3;
-      if (sources[1].stall_ns == 0) {
-        pre_us = double(entry_ns - pre->started_ns) / 1e3;
-        if (controller_ != nullptr && controller_->decisions() > 0)
-          pre_us = std::min(pre_us, controller_->last_decision().io_us_ewma);
-      }
-      io_us = std::max(io_us, pre_us);
-    }
-  }
   // Compute: since the previous read returned (the rest of that layer, this one's projections),
   // plus this call's time not spent waiting.
   double compute_us = double(exit_ns - entry_ns - stall_ns) / 1e3;
   if (last_read_exit_ns_ != 0) compute_us += double(entry_ns - last_read_exit_ns_) / 1e3;
+  // I/O per layer, as the controller means it (the device time a layer's reads take, not their
+  // latency, which grows with every layer queued ahead of them): with a stall, the pipeline ran
+  // at the I/O's pace, one layer per compute + stall; without one, the reads took no longer than
+  // they had, and were hidden by compute.
+  double span_us = 0;
+  if (sources[0].batch != nullptr) span_us = double(sources[0].done_ns - entry_ns) / 1e3;
+  if (pre != nullptr) {
+    ++reads_.prefetch_used;
+    if (pre->batch != nullptr)
+      span_us = std::max(span_us, double(sources[1].done_ns - pre->started_ns) / 1e3);
+  }
+  const double io_us =
+      stall_ns > 0 ? compute_us + double(stall_ns) / 1e3 : std::min(span_us, compute_us);
   ObserveLayer(layer, io_us, compute_us, double(stall_ns) / 1e3);
   last_read_exit_ns_ = exit_ns;
   return Status::OK();

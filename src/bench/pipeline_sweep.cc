@@ -200,7 +200,8 @@ std::string PipelineSweepMarkdown(const PipelineSweepReport& rep, const TraceSha
     for (const auto& [depth, p] : b.fixed) row(b, p, std::to_string(depth));
     row(b, b.automatic, "auto");
   }
-  md += "\n| budget | auto overlap eff. | auto / depth 0 | best fixed depth | auto / best fixed |\n";
+  md += "\n| budget | auto overlap eff. | auto / depth 0 | best fixed depth | "
+        "auto / best fixed |\n";
   md += "| ---: | ---: | ---: | ---: | ---: |\n";
   for (const PipelineSweepBudget& b : rep.budgets) {
     md += "| " + FormatBytes(b.budget_bytes) + " | " + OptFmt(b.auto_overlap_efficiency) + " | " +

@@ -49,8 +49,8 @@ struct PipelineSweepReport {
 };
 
 // PROGRESS (optional) sees one line per run. Errors: as RunTraceBench.
-Result<PipelineSweepReport> RunPipelineSweep(const PipelineSweepOptions& opts,
-                                             const std::function<void(const std::string&)>& progress);
+Result<PipelineSweepReport> RunPipelineSweep(
+    const PipelineSweepOptions& opts, const std::function<void(const std::string&)>& progress);
 
 std::string PipelineSweepJson(const PipelineSweepReport& rep, const TraceShape& shape);
 std::string PipelineSweepMarkdown(const PipelineSweepReport& rep, const TraceShape& shape);

@@ -313,7 +313,8 @@ void KvStoreExecutor::Land(Read& r, const store::KvChunkView& v) {
 
 void KvStoreExecutor::Finish(Read& r) {
   if (r.status.ok() && r.n_landed != r.req.n_chunks) {
-    r.status = Status::Corruption("a read of layer " + std::to_string(r.req.layer) + " ended with " +
+    r.status = Status::Corruption("a read of layer " + std::to_string(r.req.layer) +
+                                  " ended with " +
                                   std::to_string(r.n_landed) + " of " +
                                   std::to_string(r.req.n_chunks) + " chunks delivered");
   }

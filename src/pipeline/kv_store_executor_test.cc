@@ -173,7 +173,9 @@ std::vector<float> RunConfig(Written& s, const Config& cfg, uint32_t steps, KvEx
   Model model(s.ref.get());
   KvStoreExecutorOptions xo;
   xo.seq = s.seq;
-  xo.compute = [&](const KvComputeUnit& t, std::span<const uint8_t> d) { return model.Compute(t, d); };
+  xo.compute = [&](const KvComputeUnit& t, std::span<const uint8_t> d) {
+    return model.Compute(t, d);
+  };
   auto ex = KvStoreExecutor::Create(&s.f->kv(), xo);
   EXPECT_TRUE(ex.ok()) << ex.status().ToString();
   if (!ex.ok()) return {};
@@ -286,7 +288,9 @@ Status RunFailingStep(const FailureRun& fr, uint32_t depth, uint32_t pool_buffer
   Model model(fr.s->ref.get());
   KvStoreExecutorOptions xo;
   xo.seq = fr.s->seq;
-  xo.compute = [&](const KvComputeUnit& t, std::span<const uint8_t> d) { return model.Compute(t, d); };
+  xo.compute = [&](const KvComputeUnit& t, std::span<const uint8_t> d) {
+    return model.Compute(t, d);
+  };
   auto ex = KvStoreExecutor::Create(&fr.s->f->kv(), xo);
   EXPECT_TRUE(ex.ok());
   const uint64_t chunk_bytes = (*ex)->chunk_staging_bytes();

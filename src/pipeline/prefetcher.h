@@ -4,19 +4,19 @@
 // chunk order at the layer's end, so results do not depend on arrival order.
 //
 // Time and resources live behind PipelineExecutor, so the same scheduler runs against a
-// deterministic discrete-event simulation (pipeline_sim_test.cc) and, later, the real engine.
+// deterministic discrete-event simulation (pipeline_sim_test.cc) and on a real KvStore.
 //
-// How KvStore plugs in (the engine's executor, not part of this library yet): StartRead of a
-// ReadRequest becomes KvStore::StartRead on the request's chunk range of (seq, layer) (one
-// KvReadBatch per request, or one per layer with the request grouping only the staging); each
-// KvChunkView it delivers in completion order is copied (page path) or read directly (direct
-// path) into the request's staging buffer, and when the batch is done() WaitEvent returns the
-// request's completion with the batch's Status (the first I/O error or checksum Corruption).
-// CancelReads destroys pending batches, whose destructors wait for the kernel, and queues a
-// failed completion for each of their requests: every started read still completes exactly once,
-// and no buffer is written after its completion has been returned. StartCompute runs the attention
-// partial on the chunk (zero copy from staging on the CPU; a cudaMemcpyAsync + event on CUDA) or
-// the layer's remaining work (output projection, MLP) for a layer tail.
+// How KvStore plugs in (KvStoreExecutor, kv_store_executor.h): StartRead of a ReadRequest
+// becomes one KvReadBatch over the request's chunk range of (seq, layer), started with
+// KvStore::StartReadInto so each chunk lands straight in the request's staging buffer (DIRECT by
+// DMA, PAGE by the kernel's page-cache copy), polled in completion order on an I/O thread; when
+// the batch is done() WaitEvent returns the request's completion with the batch's Status (the
+// first I/O error or checksum Corruption). CancelReads destroys pending batches, whose
+// destructors wait for the kernel, and queues a failed completion for each of their requests:
+// every started read still completes exactly once, and no buffer is written after its completion
+// has been returned. StartCompute runs the attention partials of the task's chunks on a compute
+// thread (zero copy from staging through the CPU CopyStage; a cudaMemcpyAsync + event on CUDA)
+// or the layer's remaining work (output projection, MLP) for a layer tail.
 //
 // Step state machine, per chunk: pending -> in flight -> ready (landed, holds its lease) ->
 // computing -> done (lease returned). Per layer: the computing layer takes ready chunks in
@@ -25,9 +25,9 @@
 // is issued before any later layer's: a later layer's chunk holding a buffer never starves the
 // computing layer, and a pool of even one buffer always makes progress.
 //
-// Failure: the first failed read or compute task (or Cancel) stops new reads and new compute, returns ready
-// leases, then waits for everything still in flight; RunStep returns that Status with the pool
-// full again. A cancelled step returns Busy.
+// Failure: the first failed read or compute task (or Cancel) stops new reads and new compute,
+// returns ready leases, then waits for everything still in flight; RunStep returns that Status
+// with the pool full again. A cancelled step returns Busy.
 //
 // Thread-safety: one thread calls RunStep; Cancel may be called from any thread.
 #pragma once

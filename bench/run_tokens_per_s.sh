@@ -94,7 +94,8 @@ for preset in $presets; do
 done
 
 echo
-echo "dualblade run, $threads threads, --kv-policy memory, greedy, $n_predict generated tokens"
+echo "dualblade run, $threads threads, --kv-policy memory, greedy, $n_predict generated tokens;" \
+  "load average $(cut -d' ' -f1-3 /proc/loadavg) at the end (the figures move with it)"
 echo
 echo "| model | type | prompt tokens | prefill tokens/s | decode tokens/s |"
 echo "|---|---|---:|---:|---:|"

@@ -132,10 +132,13 @@ struct KvChunkView {
 using KvChunkFn = std::function<void(const KvChunkView&)>;
 
 // Where StartReadInto puts one chunk: its K rows (from the chunk's first token, clipped rows at
-// their place) at k, its V rows at v, each with room_bytes of room. The store reads DIRECT chunks
-// straight into the target when k and v are 4096-byte aligned and room_bytes holds the chunk's
-// whole on-disk part (KvChunkLocation::part_bytes), PAGE chunks always (the kernel copies from
-// the page cache into it); otherwise it stages the chunk and copies the rows in.
+// their place) at k, its V rows at v, each with room_bytes of room. A run of adjacent chunks that
+// the store would read with one K and one V request is read straight into the targets when they
+// can take those requests as they are: room for the whole on-disk part
+// (KvChunkLocation::part_bytes), each side's targets back to back in memory (chunk i + 1's K
+// right after chunk i's part, likewise V) and, for DIRECT chunks, 4096-byte alignment. Otherwise
+// the run is staged and its rows copied into the targets (splitting it into smaller requests
+// costs the device more than the copy costs the CPU).
 struct KvChunkTarget {
   uint8_t* k = nullptr;
   uint8_t* v = nullptr;

@@ -44,7 +44,7 @@ struct TracePipelineOptions {
   uint64_t staging_budget_bytes = 64ull << 20;
   uint64_t max_request_bytes = 1 << 20;  // per K or V part, as the store's requests
   uint32_t max_queue_depth = 12;         // read requests in flight
-  uint32_t max_chunks_per_compute = 8;   // see PrefetcherOptions
+  uint32_t max_chunks_per_compute = 32;  // see PrefetcherOptions
   // On the compute thread, for every chunk before its partial: the replay's row check.
   std::function<Status(uint32_t layer, const store::KvChunkView& chunk)> check;
   // On the I/O thread before each layer's first read (residency probes).

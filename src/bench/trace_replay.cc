@@ -23,10 +23,11 @@ namespace {
 // The store's read staging (one arena, mapped at Open): the pipeline reads every chunk straight
 // into its own staging pool (StartReadInto), so the store's staging is only a fallback. Requests
 // of at most 1 MiB (rather than the device's max transfer, often 4 MiB) keep more requests in
-// flight per byte of staging; the pipeline keeps at most kMaxQueueDepth read batches in flight.
+// flight per byte of staging. Read batches in flight cost no memory beyond the pool they land
+// in, so the queue is deep enough for a whole layer and more (the pool is the limit).
 constexpr uint64_t kReadStagingBytes = 4 * kMiB;
 constexpr uint64_t kMaxRequestBytes = 1 * kMiB;
-constexpr uint32_t kMaxQueueDepth = 12;
+constexpr uint32_t kMaxQueueDepth = 64;
 constexpr uint64_t kWriteInflightBytes = 16 * kMiB;
 // Share of a layer's compute that is per-chunk attention (runs as chunks land); the rest (output
 // projection, MLP) needs the whole attention output.

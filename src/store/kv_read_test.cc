@@ -197,10 +197,10 @@ IntoResult ReadInto(KvStore& kv, SeqId id, const RefSequence& ref, uint32_t laye
   return out;
 }
 
-// 10 full chunks and a 5-token tail; chunk 5 PAGE, the rest DIRECT; runs of at most 4 chunks, so
-// one K and one V request for each of the runs 0-3, 4, 5 (PAGE) and 6-9, in place or staged. On
-// io_uring with registered staging, only staged DIRECT reads count as registered, which tells the
-// two apart.
+// 10 full chunks and a 5-token tail; chunk 5 PAGE, the rest DIRECT; runs of at most 4 chunks:
+// 0-3, 4, 5 (PAGE) and 6-9, each one K and one V request when staged or in place in targets back
+// to back, one request per chunk part in other targets. On io_uring with registered staging, only
+// staged DIRECT reads count as registered, which tells staged from in place.
 void CheckReadInto(const std::string& path, uint64_t size_bytes) {
   auto f = KvFixture::Create(path, size_bytes, {.max_request_bytes = 4 * kPartBytes});
   ASSERT_TRUE(f);
@@ -223,22 +223,24 @@ void CheckReadInto(const std::string& path, uint64_t size_bytes) {
   struct Case {
     const char* what;
     Layout lay;
-    uint64_t staged_runs;  // of the three DIRECT runs
+    uint64_t direct_requests, page_requests;
+    bool staged;
   };
   for (const Case& c : {
-           Case{"K and V targets back to back", {kPartBytes, k_area, 0, kPartBytes}, 0},
-           // Only the one-chunk run 4 can go in place.
-           Case{"each chunk's K next to its V", {2 * kPartBytes, kPartBytes, 0, kPartBytes}, 2},
-           Case{"room for the rows only", {kPartBytes, k_area, 0, rows}, 3},
-           Case{"misaligned", {kPartBytes, k_area, 64, kPartBytes}, 3},
+           Case{"K and V targets back to back", {kPartBytes, k_area, 0, kPartBytes}, 6, 2, false},
+           // In place, one request per chunk part.
+           Case{"each chunk's K next to its V", {2 * kPartBytes, kPartBytes, 0, kPartBytes}, 18, 2,
+                false},
+           Case{"room for the rows only", {kPartBytes, k_area, 0, rows}, 6, 2, true},
+           Case{"misaligned", {kPartBytes, k_area, 64, kPartBytes}, 6, 2, true},
        }) {
     SCOPED_TRACE(c.what);
     IntoResult r = ReadInto(f->kv(), id, ref, 0, 0, 165, c.lay);
     EXPECT_EQ(r.chunks, 11u);
-    EXPECT_EQ(r.direct_requests, 2u * 3);
-    EXPECT_EQ(r.page_requests, 2u);
+    EXPECT_EQ(r.direct_requests, c.direct_requests);
+    EXPECT_EQ(r.page_requests, c.page_requests);
     if (registers) {
-      EXPECT_EQ(r.registered_requests, 2 * c.staged_runs);
+      EXPECT_EQ(r.registered_requests, c.staged ? c.direct_requests : 0u);
     }
   }
   {

@@ -132,13 +132,13 @@ struct KvChunkView {
 using KvChunkFn = std::function<void(const KvChunkView&)>;
 
 // Where StartReadInto puts one chunk: its K rows (from the chunk's first token, clipped rows at
-// their place) at k, its V rows at v, each with room_bytes of room. A run of adjacent chunks that
-// the store would read with one K and one V request is read straight into the targets when they
-// can take those requests as they are: room for the whole on-disk part
-// (KvChunkLocation::part_bytes), each side's targets back to back in memory (chunk i + 1's K
-// right after chunk i's part, likewise V) and, for DIRECT chunks, 4096-byte alignment. Otherwise
-// the run is staged and its rows copied into the targets (splitting it into smaller requests
-// costs the device more than the copy costs the CPU).
+// their place) at k, its V rows at v, each with room_bytes of room. On-disk chunks are read
+// straight into their targets when the targets have room for the whole on-disk part
+// (KvChunkLocation::part_bytes) and, for DIRECT chunks, 4096-byte alignment; otherwise they are
+// staged and their rows copied in. A run of adjacent chunks goes out as one K and one V request
+// (up to max_request_bytes each) only when each side's targets lie back to back in memory (chunk
+// i + 1's K right after chunk i's part, likewise V); targets laid out otherwise get one request
+// per chunk part, smaller than a device reads best.
 struct KvChunkTarget {
   uint8_t* k = nullptr;
   uint8_t* v = nullptr;

@@ -41,9 +41,10 @@ struct RunArgs {
   float top_p = 0.95f;
   std::string kv_store;
   std::string mem_budget;
-  std::string kv_policy = "memory";
+  std::string kv_policy = "dual";
+  bool kv_policy_given = false;  // --kv-policy on the command line
   std::string prefetch_depth = "auto";
-  std::string kv_type = "f32";
+  std::string kv_type = "f16";  // as llama.cpp: half the KV bytes to store and read
   int chunk_tokens = 256;
   std::string matmul = "auto";
   std::string stats_json;
@@ -105,6 +106,15 @@ Result<std::unique_ptr<engine::KvCache>> MakeKvCache(
   if (a.kv_policy == "memory") return engine::NewMemoryKvCache(g);
   if (a.kv_policy == "dual" || a.kv_policy == "pagecache" || a.kv_policy == "direct") {
     const std::string store = a.kv_store.empty() ? kDefaultStore : a.kv_store;
+    if (a.kv_store.empty() && !a.kv_policy_given && access(store.c_str(), F_OK) != 0) {
+      // The default policy without any store: a first run should work, not demand a format
+      // step, so keep the KV in RAM and say how to offload it.
+      std::fprintf(stderr,
+                   "note: no KV store at %s, so the KV cache stays in memory; create one with "
+                   "'dualblade format %s --size 4G' (or pass --kv-store) to offload it\n",
+                   store.c_str(), store.c_str());
+      return engine::NewMemoryKvCache(g);
+    }
     if (a.kv_store.empty() && access(store.c_str(), F_OK) != 0) {
       return Status::NotFound("no KV store at " + store + ": create one with 'dualblade format " +
                               store + " --size 4G' or pass --kv-store");
@@ -329,7 +339,9 @@ void AddRunCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--top-p", a->top_p, "Top-p (nucleus) cut; 1 = off")->capture_default_str();
   cmd->add_option("--kv-store", a->kv_store, "KV store (raw block device or store file)");
   cmd->add_option("--mem-budget", a->mem_budget, "Memory budget (K, M, G suffixes)");
-  cmd->add_option("--kv-policy", a->kv_policy, "dual, pagecache, direct or memory")
+  cmd->add_option("--kv-policy", a->kv_policy,
+                  "dual, pagecache, direct or memory (dual keeps the KV in RAM when no store "
+                  "exists and neither --kv-store nor --kv-policy is given)")
       ->capture_default_str();
   cmd->add_option("--prefetch-depth", a->prefetch_depth,
                   "Layers whose KV reads run ahead of the layer computing: auto or a number")
@@ -342,7 +354,10 @@ void AddRunCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--stats-json", a->stats_json, "Write run statistics to this JSON file");
   cmd->add_flag("--no-echo", a->no_echo, "Do not print the prompt before the generated text");
-  cmd->callback([a, exit_code] { *exit_code = ReportError("run", Run(*a)); });
+  cmd->callback([a, cmd, exit_code] {
+    a->kv_policy_given = cmd->count("--kv-policy") > 0;
+    *exit_code = ReportError("run", Run(*a));
+  });
 }
 
 }  // namespace dualblade::cli

@@ -35,7 +35,7 @@ TEST(RunCgroupTest, DualCompletesUnderALimitBelowWeightsPlusKv) {
     std::ofstream p(prompt);
     for (int i = 0; i < 120; ++i) p << "the quick brown fox ";  // about 1,900 tokens: 90 MiB of KV
   }
-  const std::string common = " -f " + prompt + " -n 6 --temp 0 -t 2 --chunk-tokens 64 --no-echo";
+  const std::string common = " -f " + prompt + " -n 6 --temp 0 -t 2 --chunk-tokens 64 --kv-type f32 --no-echo";
   ASSERT_EQ(0, RunCommand(DualbladeBinary() + " run -m " + model + common +
                               " --kv-policy memory --stats-json " + dir.File("memory.json") +
                               " 2>&1", &out)) << out;
@@ -57,7 +57,7 @@ TEST(RunCgroupTest, DualCompletesUnderALimitBelowWeightsPlusKv) {
   o.timeout_ms = 5 * 60 * 1000;
   std::vector<std::string> argv = {DualbladeBinary(), "run", "-m", model, "-f", prompt,
                                    "-n", "6", "--temp", "0", "-t", "2", "--chunk-tokens", "64",
-                                   "--no-echo", "--kv-policy", "dual", "--kv-store", store,
+                                   "--kv-type", "f32", "--no-echo", "--kv-policy", "dual", "--kv-store", store,
                                    "--stats-json", dir.File("dual.json")};
   Result<CgroupRunResult> r = RunCommandInMemoryCgroup(o, argv);
   ASSERT_TRUE(r.ok()) << r.status().ToString();

@@ -76,7 +76,8 @@ TEST(RunCommandTest, MkmodelThenGreedyRunIsDeterministicWithStats) {
   std::string out;
   ASSERT_EQ(0, RunCommand(DualbladeBinary() + " mkmodel --out " + model +
                               " --preset tiny --type q8_0 --seed 3", &out)) << out;
-  const std::string run = DualbladeBinary() + " run -m " + model +
+  // In a fresh directory there is no default store, so the default policy keeps KV in memory.
+  const std::string run = "cd " + dir.path() + " && " + DualbladeBinary() + " run -m " + model +
                           " -p 'Hello world' -n 12 --temp 0 -t 2 --chunk-tokens 4 --no-echo";
   std::string a, b;
   // Timing lines go to stderr and differ between runs: keep only stdout.
@@ -98,6 +99,42 @@ TEST(RunCommandTest, MkmodelThenGreedyRunIsDeterministicWithStats) {
   }
   EXPECT_GT(j.at("kv_read_bytes").at("memory").get<uint64_t>(), 0u);
   EXPECT_EQ(j.at("kv_read_bytes").at("direct"), 0);
+}
+
+// The default policy is dual on the default store (dualblade-data/kv.store under the working
+// directory); without that store a run still works, with the KV in memory and a note saying so,
+// unless --kv-policy asked for a store explicitly.
+TEST(RunCommandTest, DefaultPolicyUsesTheDefaultStoreOrSaysItKeepsKvInMemory) {
+  testing::TempDir dir;
+  const std::string model = dir.File("tiny.gguf");
+  std::string out;
+  ASSERT_EQ(0, RunCommand(DualbladeBinary() + " mkmodel --out " + model + " --preset tiny", &out))
+      << out;
+  const std::string run = "cd " + dir.path() + " && " + DualbladeBinary() + " run -m " + model +
+                          " -p 'The KV cache' -n 6 --temp 0 -t 2 --chunk-tokens 4 --no-echo";
+  ASSERT_EQ(0, RunCommand(run + " --stats-json m.json", &out)) << out;
+  EXPECT_NE(out.find("note: no KV store at dualblade-data/kv.store"), std::string::npos) << out;
+  nlohmann::json j = nlohmann::json::parse(std::ifstream(dir.File("m.json")));
+  EXPECT_EQ(j.at("policy"), "memory");
+  const auto want_ids = j.at("generated_ids");
+
+  out.clear();
+  EXPECT_EQ(1, RunCommand(run + " --kv-policy dual", &out));
+  EXPECT_NE(out.find("no KV store at dualblade-data/kv.store"), std::string::npos) << out;
+
+  ASSERT_EQ(0, RunCommand("mkdir -p " + dir.File("dualblade-data") + " && " + DualbladeBinary() +
+                              " format " + dir.File("dualblade-data/kv.store") + " --size 64M",
+                          &out))
+      << out;
+  out.clear();
+  ASSERT_EQ(0, RunCommand(run + " --stats-json d.json", &out)) << out;
+  EXPECT_EQ(out.find("note: no KV store"), std::string::npos) << out;
+  j = nlohmann::json::parse(std::ifstream(dir.File("d.json")));
+  EXPECT_EQ(j.at("policy"), "dual");
+  EXPECT_EQ(j.at("generated_ids"), want_ids);
+  EXPECT_GT(j.at("kv_write_bytes").at("page").get<uint64_t>() +
+                j.at("kv_write_bytes").at("direct").get<uint64_t>(),
+            0u);
 }
 
 TEST(RunCommandTest, EveryKvPolicyGivesTheSameTokens) {
@@ -226,7 +263,8 @@ TEST(RunCommandTest, MemBudgetBelowTheKvSplitsItBetweenPageAndDirect) {
   nlohmann::json memory, roomy, split;
   std::string err;
   ASSERT_EQ(0, r.Run("--kv-policy memory", &memory, &err)) << err;
-  const uint64_t kv_bytes = 12ull * 2 * 512 * 4 * memory.at("n_ctx").get<uint64_t>();
+  // 12 layers, K and V, 512 elements per row, f16 (run's default --kv-type).
+  const uint64_t kv_bytes = 12ull * 2 * 512 * 2 * memory.at("n_ctx").get<uint64_t>();
   // What the run pins besides the KV differs between machines (BLAS buffers, thread stacks) and
   // with the budget (the cache sizes its buffers from it): find a budget whose PAGE headroom is
   // about half the KV by measuring, starting from one that holds everything.

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "bench/trace_bench.h"
 #include "common/units.h"
 #include "store/store.h"
 #include "testing/test_env.h"
@@ -155,6 +156,28 @@ TEST(TraceReplayResultTest, JsonRoundTripsEveryField) {
   EXPECT_FALSE(back->page_within_headroom);
   EXPECT_TRUE(TraceReplayResultFromJson("{}").status().IsCorruption());
   EXPECT_TRUE(TraceReplayResultFromJson("not json").status().IsCorruption());
+}
+
+TEST(MedianRunTest, ReportsTheMedianRunAndEveryRunsP50) {
+  auto run = [](double p50, bool ok = true) {
+    TracePoint p;
+    p.r.decode_step_ms_p50 = p50;
+    p.r.prefill_ms = p50 * 10;  // marks which run was picked
+    p.run_p50_ms = {p50};
+    if (!ok) p.error = "failed";
+    return p;
+  };
+  TracePoint m = MedianRun({run(30), run(10), run(20)});
+  EXPECT_EQ(m.r.decode_step_ms_p50, 20);
+  EXPECT_EQ(m.r.prefill_ms, 200);
+  EXPECT_EQ(m.run_p50_ms, (std::vector<double>{30, 10, 20}));
+  // Failed runs do not count; an even count takes the lower middle.
+  m = MedianRun({run(40), run(5, false), run(10)});
+  EXPECT_EQ(m.r.decode_step_ms_p50, 10);
+  EXPECT_EQ(m.run_p50_ms, (std::vector<double>{40, 10}));
+  m = MedianRun({run(5, false), run(6, false)});
+  EXPECT_FALSE(m.ok());
+  EXPECT_EQ(m.error, "failed");
 }
 
 TEST(PercentileTest, NearestRank) {

@@ -58,6 +58,17 @@ TEST(AdaptiveControllerTest, BudgetCapsDepth) {
   EXPECT_EQ(c.plan().depth, 2u);
 }
 
+// A pool shorter than a layer with no pressure: depth 1 costs nothing beyond the pool and keeps
+// the device reading through the layer's tail; pressure below a layer still means depth 0.
+TEST(AdaptiveControllerTest, PoolShorterThanALayerStillReadsOneLayerAhead) {
+  AdaptiveController c(Opts(kLayer / 2));
+  for (int i = 0; i < 10; ++i) c.Observe(3000, 1000, 0);
+  EXPECT_EQ(c.last_decision().memory_cap_depth, 1u);
+  EXPECT_EQ(c.plan().depth, 1u);
+  c.SetHeadroom(kLayer / 4);
+  EXPECT_EQ(c.plan().depth, 0u);
+}
+
 TEST(AdaptiveControllerTest, PressureShrinksAtOnceAndGrowsBackWithHysteresis) {
   AdaptiveController c(Opts(16 * kLayer));
   for (int i = 0; i < 10; ++i) c.Observe(3000, 1000, 0);

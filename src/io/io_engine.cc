@@ -33,9 +33,29 @@ Status ValidateRequest(const BlockDevice& dev, const IoRequest& req) {
     return Status::InvalidArgument(Context(dev, req, req.offset_bytes, req.len_bytes) + ": " +
                                    info.path + " was opened read-only");
   if (req.len_bytes == 0) return Status::OK();
-  if (req.buf == nullptr)
+  if (req.iov != nullptr) {
+    uint64_t total = 0;
+    bool aligned = true, null = false;
+    for (uint32_t i = 0; i < req.iov_count; ++i) {
+      total += req.iov[i].iov_len;
+      null = null || req.iov[i].iov_base == nullptr;
+      aligned = aligned &&
+                IsAligned(reinterpret_cast<uintptr_t>(req.iov[i].iov_base), kDirectIoAlignBytes) &&
+                IsAligned(req.iov[i].iov_len, info.logical_block_bytes);
+    }
+    if (null || total != req.len_bytes)
+      return Status::InvalidArgument(Context(dev, req, req.offset_bytes, req.len_bytes) +
+                                     ": the iovecs hold " + std::to_string(total) +
+                                     " bytes or a null buffer");
+    if (req.path == IoPath::kDirect && !aligned)
+      return Status::InvalidArgument(Context(dev, req, req.offset_bytes, req.len_bytes) +
+                                     ": direct I/O needs every iovec aligned to " +
+                                     std::to_string(kDirectIoAlignBytes) + " bytes in address "
+                                     "and to the logical block in length");
+  } else if (req.buf == nullptr) {
     return Status::InvalidArgument(Context(dev, req, req.offset_bytes, req.len_bytes) +
                                    ": null buffer");
+  }
   if (req.offset_bytes > info.size_bytes || req.len_bytes > info.size_bytes - req.offset_bytes)
     return Status::InvalidArgument(Context(dev, req, req.offset_bytes, req.len_bytes) +
                                    ": past the end of the device (" +
@@ -43,7 +63,8 @@ Status ValidateRequest(const BlockDevice& dev, const IoRequest& req) {
   if (req.path == IoPath::kDirect) {
     const uint64_t lbs = info.logical_block_bytes;
     if (!IsAligned(req.offset_bytes, lbs) || !IsAligned(req.len_bytes, lbs) ||
-        !IsAligned(reinterpret_cast<uintptr_t>(req.buf), kDirectIoAlignBytes))
+        (req.iov == nullptr &&
+         !IsAligned(reinterpret_cast<uintptr_t>(req.buf), kDirectIoAlignBytes)))
       return Status::InvalidArgument(Context(dev, req, req.offset_bytes, req.len_bytes) +
                                      ": direct I/O needs offset and length aligned to " +
                                      std::to_string(lbs) + " bytes and a buffer aligned to " +
@@ -59,6 +80,21 @@ uint64_t MaxPieceBytes(const BlockDevice& dev, const IoEngineOptions& opts) {
   // io_uring's read/write length is 32 bits; 1 GiB keeps well inside it.
   max = std::min<uint64_t>(max, kGiB);
   return std::max<uint64_t>(AlignDown(max, kDirectIoAlignBytes), kDirectIoAlignBytes);
+}
+
+void SliceIov(const IoRequest& req, uint64_t from, uint64_t len, std::vector<iovec>* out) {
+  out->clear();
+  for (uint32_t i = 0; i < req.iov_count && len > 0; ++i) {
+    const uint64_t n = req.iov[i].iov_len;
+    if (from >= n) {
+      from -= n;
+      continue;
+    }
+    const uint64_t take = std::min(n - from, len);
+    out->push_back({static_cast<uint8_t*>(req.iov[i].iov_base) + from, static_cast<size_t>(take)});
+    len -= take;
+    from = 0;
+  }
 }
 
 int DescriptorFor(const BlockDevice& dev, const IoRequest& req) {

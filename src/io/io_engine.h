@@ -8,6 +8,8 @@
 // thread, as RocksDB does); do not share one engine between threads.
 #pragma once
 
+#include <sys/uio.h>
+
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -34,6 +36,12 @@ struct IoRequest {
   uint8_t* buf = nullptr;
   uint64_t len_bytes = 0;
   uint64_t user_tag = 0;  // opaque to the engine
+  // Vectored (scatter/gather) instead of buf: the transfer's bytes go to or come from
+  // iov[0 .. iov_count) in order; len_bytes must be their total. Direct I/O needs every entry's
+  // base aligned to kDirectIoAlignBytes and its length to the logical block size. The array is the
+  // caller's, kept alive and untouched like buf.
+  const iovec* iov = nullptr;
+  uint32_t iov_count = 0;
 
   // Outputs, valid once the request comes back from Reap().
   Status status;            // OK only when all len_bytes were transferred

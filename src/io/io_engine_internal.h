@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "io/block_device.h"
@@ -23,6 +24,9 @@ Status ValidateRequest(const BlockDevice& dev, const IoRequest& req);
 uint64_t MaxPieceBytes(const BlockDevice& dev, const IoEngineOptions& opts);
 
 int DescriptorFor(const BlockDevice& dev, const IoRequest& req);
+
+// The iovecs covering bytes [from, from + len) of a vectored request, into *out (cleared first).
+void SliceIov(const IoRequest& req, uint64_t from, uint64_t len, std::vector<iovec>* out);
 
 // The Status for a transfer of len_bytes at offset_bytes that ended with `result` (-errno, or 0
 // for a transfer that made no progress), with the path and offset as context.

@@ -157,6 +157,8 @@ class IoUringEngine final : public IoEngine {
     uint8_t* buf = nullptr;
     uint64_t len_bytes = 0;
     uint64_t done_bytes = 0;  // of the piece; the rest is resubmitted
+    uint64_t rel_offset_bytes = 0;  // of the piece within its request (vectored requests)
+    std::vector<iovec> iov;         // the piece's rest, for a vectored request
   };
 
   // Prepares SQEs: resubmissions first (they hold slots already), then new pieces while slots last.
@@ -179,7 +181,9 @@ class IoUringEngine final : public IoEngine {
       uint32_t s = free_slots_.back();
       free_slots_.pop_back();
       const uint64_t len = std::min(max_piece_bytes_, req->len_bytes - p.carved_bytes);
-      slots_[s] = Slot{req, req->offset_bytes + p.carved_bytes, req->buf + p.carved_bytes, len, 0};
+      slots_[s] = Slot{req,  req->offset_bytes + p.carved_bytes,
+                       req->buf == nullptr ? nullptr : req->buf + p.carved_bytes,
+                       len,  0,  p.carved_bytes,  std::move(slots_[s].iov)};
       p.carved_bytes += len;
       ++pieces_out_[req];
       bool ok = PrepareSqe(s);
@@ -191,11 +195,25 @@ class IoUringEngine final : public IoEngine {
   bool PrepareSqe(uint32_t s) {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
     if (sqe == nullptr) return false;
-    const Slot& sl = slots_[s];
+    Slot& sl = slots_[s];
     const bool direct = sl.req->path == IoPath::kDirect;
     const int fd = fixed_files_ ? (direct ? 0 : 1) : DescriptorFor(*dev_, *sl.req);
     const uint64_t off = sl.offset_bytes + sl.done_bytes;
     const unsigned len = static_cast<unsigned>(sl.len_bytes - sl.done_bytes);
+    if (sl.req->iov != nullptr) {
+      // The slot keeps the iovec array until the piece completes (the kernel may read it late).
+      SliceIov(*sl.req, sl.rel_offset_bytes + sl.done_bytes, len, &sl.iov);
+      const auto cnt = static_cast<unsigned>(sl.iov.size());
+      if (sl.req->op == IoOp::kRead) {
+        io_uring_prep_readv(sqe, fd, sl.iov.data(), cnt, off);
+      } else {
+        io_uring_prep_writev(sqe, fd, sl.iov.data(), cnt, off);
+      }
+      if (fixed_files_) sqe->flags |= IOSQE_FIXED_FILE;
+      io_uring_sqe_set_data64(sqe, s);
+      ++prepared_;
+      return true;
+    }
     uint8_t* buf = sl.buf + sl.done_bytes;
     const int index = RegisteredIndex(buf, len);
     if (sl.req->op == IoOp::kRead) {

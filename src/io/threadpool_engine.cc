@@ -130,10 +130,19 @@ class ThreadPoolEngine final : public IoEngine {
     const int fd = DescriptorFor(*dev_, req);
     while (*moved < p.len_bytes) {
       const uint64_t off = req.offset_bytes + p.rel_offset_bytes + *moved;
-      uint8_t* buf = req.buf + p.rel_offset_bytes + *moved;
       const size_t len = static_cast<size_t>(p.len_bytes - *moved);
-      ssize_t n = req.op == IoOp::kRead ? ::pread(fd, buf, len, static_cast<off_t>(off))
-                                        : ::pwrite(fd, buf, len, static_cast<off_t>(off));
+      ssize_t n;
+      if (req.iov != nullptr) {
+        std::vector<iovec> iov;
+        SliceIov(req, p.rel_offset_bytes + *moved, len, &iov);
+        const int cnt = static_cast<int>(iov.size());
+        n = req.op == IoOp::kRead ? ::preadv(fd, iov.data(), cnt, static_cast<off_t>(off))
+                                  : ::pwritev(fd, iov.data(), cnt, static_cast<off_t>(off));
+      } else {
+        uint8_t* buf = req.buf + p.rel_offset_bytes + *moved;
+        n = req.op == IoOp::kRead ? ::pread(fd, buf, len, static_cast<off_t>(off))
+                                  : ::pwrite(fd, buf, len, static_cast<off_t>(off));
+      }
       int64_t result = n < 0 ? -static_cast<int64_t>(errno) : static_cast<int64_t>(n);
       bool injected = false;
       if (opts_.fault_hook != nullptr)

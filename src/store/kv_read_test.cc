@@ -198,9 +198,8 @@ IntoResult ReadInto(KvStore& kv, SeqId id, const RefSequence& ref, uint32_t laye
 }
 
 // 10 full chunks and a 5-token tail; chunk 5 PAGE, the rest DIRECT; runs of at most 4 chunks:
-// 0-3, 4, 5 (PAGE) and 6-9, each one K and one V request when staged or in place in targets back
-// to back, one request per chunk part in other targets. On io_uring with registered staging, only
-// staged DIRECT reads count as registered, which tells staged from in place.
+// 0-3, 4, 5 (PAGE) and 6-9, each one K and one V request, staged or in place. On io_uring with
+// registered staging, only staged DIRECT reads count as registered, which tells the two apart.
 void CheckReadInto(const std::string& path, uint64_t size_bytes) {
   auto f = KvFixture::Create(path, size_bytes, {.max_request_bytes = 4 * kPartBytes});
   ASSERT_TRUE(f);
@@ -228,8 +227,8 @@ void CheckReadInto(const std::string& path, uint64_t size_bytes) {
   };
   for (const Case& c : {
            Case{"K and V targets back to back", {kPartBytes, k_area, 0, kPartBytes}, 6, 2, false},
-           // In place, one request per chunk part.
-           Case{"each chunk's K next to its V", {2 * kPartBytes, kPartBytes, 0, kPartBytes}, 18, 2,
+           // In place through vectored requests.
+           Case{"each chunk's K next to its V", {2 * kPartBytes, kPartBytes, 0, kPartBytes}, 6, 2,
                 false},
            Case{"room for the rows only", {kPartBytes, k_area, 0, rows}, 6, 2, true},
            Case{"misaligned", {kPartBytes, k_area, 64, kPartBytes}, 6, 2, true},

@@ -135,10 +135,10 @@ using KvChunkFn = std::function<void(const KvChunkView&)>;
 // their place) at k, its V rows at v, each with room_bytes of room. On-disk chunks are read
 // straight into their targets when the targets have room for the whole on-disk part
 // (KvChunkLocation::part_bytes) and, for DIRECT chunks, 4096-byte alignment; otherwise they are
-// staged and their rows copied in. A run of adjacent chunks goes out as one K and one V request
-// (up to max_request_bytes each) only when each side's targets lie back to back in memory (chunk
-// i + 1's K right after chunk i's part, likewise V); targets laid out otherwise get one request
-// per chunk part, smaller than a device reads best.
+// staged and their rows copied in. Either way a run of adjacent chunks goes out as one K and one
+// V request (up to max_request_bytes each): into targets that lie back to back in memory (chunk
+// i + 1's K right after chunk i's part, likewise V) as plain requests, into others as vectored
+// ones.
 struct KvChunkTarget {
   uint8_t* k = nullptr;
   uint8_t* v = nullptr;

@@ -27,7 +27,7 @@ struct PipelineSweepOptions {
 
 struct PipelineSweepBudget {
   uint64_t budget_bytes = 0;
-  TracePoint calibration;           // depth 0, no compute
+  TracePoint calibration;           // depth 0 with compute = the I/O time of a run without
   double io_ms_per_layer = 0;       // from the calibration
   uint64_t compute_us_per_layer = 0;
   TracePoint none;                  // depth 0 with that compute

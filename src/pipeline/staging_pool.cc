@@ -44,11 +44,12 @@ Result<std::unique_ptr<StagingPool>> StagingPool::Create(const StagingPoolOption
 }
 
 StagingPool::StagingPool(size_t buffer_bytes, size_t n_buffers)
-    : buffer_bytes_(buffer_bytes), leased_(n_buffers, false) {
-  buffers_.reserve(n_buffers);
+    : buffer_bytes_(buffer_bytes),
+      arena_(buffer_bytes * n_buffers),
+      n_buffers_(n_buffers),
+      leased_(n_buffers, false) {
   free_.reserve(n_buffers);
   for (size_t i = 0; i < n_buffers; ++i) {
-    buffers_.emplace_back(buffer_bytes_);
     free_.push_back(static_cast<uint32_t>(n_buffers - 1 - i));  // hand out buffer 0 first
   }
 }
@@ -66,11 +67,12 @@ std::optional<StagingLease> StagingPool::TryAcquire() {
   leased_[index] = true;
   ++stats_.acquires;
   if (in_use_bytes() > stats_.peak_in_use_bytes) stats_.peak_in_use_bytes = in_use_bytes();
-  return StagingLease(this, index, buffers_[index].span().first(buffer_bytes_));
+  return StagingLease(this, index,
+                      arena_.span().subspan(size_t{index} * buffer_bytes_, buffer_bytes_));
 }
 
 void StagingPool::Return(uint32_t index) {
-  DB_CHECK(index < buffers_.size());
+  DB_CHECK(index < n_buffers_);
   DB_CHECK_MSG(leased_[index], "staging buffer returned twice");
   leased_[index] = false;
   free_.push_back(index);

@@ -1,6 +1,7 @@
-// StagingPool: a fixed set of equally sized, 4 KiB-aligned buffers that reads land in before
-// compute consumes them. The pool's total size is charged to the memory budget once, up front,
-// so the pipeline can never hold more staging memory than the budget allowed, whatever the depth.
+// StagingPool: a fixed set of equally sized, 4 KiB-aligned buffers, carved back to back out of one
+// huge-page mapping (an IoBuffer), that reads land in before compute consumes them. The pool's
+// total size is charged to the memory budget once, up front, so the pipeline can never hold more
+// staging memory than the budget allowed, whatever the depth.
 //
 // TryAcquire never blocks: when every buffer is leased it returns nothing, and the caller (the
 // prefetcher) simply issues no more reads until a lease comes back. A blocking acquire inside a
@@ -19,6 +20,7 @@
 
 #include "common/aligned_buffer.h"
 #include "common/status.h"
+#include "io/io_buffer.h"
 
 namespace dualblade {
 
@@ -75,12 +77,14 @@ class StagingPool {
   std::optional<StagingLease> TryAcquire();
 
   size_t buffer_bytes() const { return buffer_bytes_; }
-  size_t capacity_buffers() const { return buffers_.size(); }
-  size_t capacity_bytes() const { return buffers_.size() * buffer_bytes_; }
+  size_t capacity_buffers() const { return n_buffers_; }
+  size_t capacity_bytes() const { return n_buffers_ * buffer_bytes_; }
+  // Every buffer, back to back: one mapping, for registering with an I/O engine.
+  std::span<uint8_t> arena() { return arena_.span().first(capacity_bytes()); }
   size_t free_buffers() const { return free_.size(); }
-  size_t in_use_buffers() const { return buffers_.size() - free_.size(); }
+  size_t in_use_buffers() const { return n_buffers_ - free_.size(); }
   size_t in_use_bytes() const { return in_use_buffers() * buffer_bytes_; }
-  bool full() const { return free_.size() == buffers_.size(); }  // every buffer home
+  bool full() const { return free_.size() == n_buffers_; }  // every buffer home
   const StagingPoolStats& stats() const { return stats_; }
 
  private:
@@ -89,7 +93,11 @@ class StagingPool {
   void Return(uint32_t index);
 
   size_t buffer_bytes_;
-  std::vector<AlignedBuffer> buffers_;
+  // One huge-page-backed mapping carved into the buffers (IoBuffer says why: a direct read into
+  // 4 KiB pages is a list of scattered segments the block layer cannot merge into large device
+  // commands, and on a VM every page fault is expensive).
+  IoBuffer arena_;
+  size_t n_buffers_;
   std::vector<uint32_t> free_;  // LIFO: the most recently used buffer is the warmest in cache
   std::vector<bool> leased_;    // catches a double return
   StagingPoolStats stats_;

@@ -29,6 +29,17 @@ AdaptiveController::AdaptiveController(const AdaptiveControllerOptions& opts) : 
 
 void AdaptiveController::Observe(double io_us_per_layer, double compute_us_per_layer,
                                  double stall_us_per_layer) {
+  // The step just observed ran at the current plan's depth.
+  const uint32_t ran = decision_.plan.depth;
+  if (cost_at_depth_us_.size() <= ran) {
+    cost_at_depth_us_.resize(ran + 1, 0);
+    samples_at_depth_.resize(ran + 1, 0);
+  }
+  const double cost = compute_us_per_layer + stall_us_per_layer;
+  cost_at_depth_us_[ran] = samples_at_depth_[ran] == 0
+                               ? cost
+                               : cost_at_depth_us_[ran] + opts_.alpha * (cost - cost_at_depth_us_[ran]);
+  ++samples_at_depth_[ran];
   if (!have_sample_) {
     io_us_ = io_us_per_layer;
     compute_us_ = compute_us_per_layer;
@@ -45,6 +56,20 @@ void AdaptiveController::Observe(double io_us_per_layer, double compute_us_per_l
 void AdaptiveController::SetHeadroom(uint64_t headroom_bytes) {
   headroom_bytes_ = headroom_bytes;
   Decide();
+}
+
+bool AdaptiveController::MeasuredNoFaster(uint32_t deeper, uint32_t shallower) const {
+  auto judged = [&](uint32_t d) {
+    return d < samples_at_depth_.size() && samples_at_depth_[d] >= opts_.min_samples_to_judge;
+  };
+  if (deeper <= shallower || !judged(deeper)) return false;
+  // Against the deepest judged depth at or below SHALLOWER (often the depth the run started at:
+  // the hysteresis may have jumped over SHALLOWER itself).
+  for (uint32_t d = shallower; d >= 1; --d) {
+    if (judged(d))
+      return cost_at_depth_us_[deeper] >= cost_at_depth_us_[d] * (1 - opts_.min_depth_gain);
+  }
+  return false;
 }
 
 uint32_t AdaptiveController::MemoryCapDepth() const {
@@ -74,7 +99,11 @@ void AdaptiveController::Decide() {
       double need = io_us_ / compute_us_ * (1 + opts_.jitter_margin);
       want = static_cast<uint32_t>(std::min<double>(std::ceil(need), opts_.max_depth));
       want = std::max<uint32_t>(want, 1);
-      if (stall_us_ > opts_.stall_tolerance * compute_us_) want = want + 1;
+      // Stalls that persist say the model underestimates the I/O: one layer more, unless that
+      // depth has been measured and was no faster than the model's.
+      if (stall_us_ > opts_.stall_tolerance * compute_us_ &&
+          !MeasuredNoFaster(std::min(want + 1, opts_.max_depth), want))
+        want = want + 1;
     }
   }
   want = std::min(want, opts_.max_depth);

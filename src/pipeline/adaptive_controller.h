@@ -11,6 +11,12 @@
 //                  (0 when io < 1% of compute: everything came from memory).
 //   stall feedback: when the smoothed stall per layer still exceeds stall_tolerance * compute,
 //                  want grows by one over the model (the model underestimates queueing).
+//   measured guard: the controller keeps, per depth it has run, an EWMA of the per-layer
+//                  critical path (compute + stall). The stall feedback's extra layer is not
+//                  added when that depth and one at or below the model's have each run
+//                  min_samples_to_judge steps and the deeper one was not min_depth_gain faster. Where reads cost CPU (page-cache copies on a machine with few
+//                  cores), reading further ahead competes with compute instead of hiding behind
+//                  it, and only measuring shows that.
 //   memory cap   = floor(available / layer_bytes), available = min(staging budget, headroom
 //                  reported by the memory monitor). Depth never exceeds it. A staging budget
 //                  shorter than one layer still allows depth 1 while the headroom covers it
@@ -34,6 +40,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace dualblade {
 
@@ -49,6 +56,8 @@ struct AdaptiveControllerOptions {
   double stall_tolerance = 0.05;   // stall per layer tolerated before the feedback term kicks in
   uint32_t grow_after = 3;
   double grow_margin_layers = 0.5;
+  uint32_t min_samples_to_judge = 2;  // steps run at a depth before the guard trusts its cost
+  double min_depth_gain = 0.03;       // a deeper depth must cut the critical path by this much
 };
 
 struct PipelinePlan {
@@ -85,6 +94,9 @@ class AdaptiveController {
  private:
   void Decide();
   uint32_t MemoryCapDepth() const;
+  // DEEPER and a depth at or below SHALLOWER have run long enough to judge, and DEEPER's
+  // measured per-layer critical path is not min_depth_gain shorter.
+  bool MeasuredNoFaster(uint32_t deeper, uint32_t shallower) const;
 
   AdaptiveControllerOptions opts_;
   bool have_sample_ = false;
@@ -94,6 +106,9 @@ class AdaptiveController {
   uint64_t headroom_bytes_ = UINT64_MAX;
   uint32_t grow_votes_ = 0;
   uint32_t decisions_ = 0;
+  // Per depth run so far: EWMA of per-layer compute + stall (us), and how many steps fed it.
+  std::vector<double> cost_at_depth_us_;
+  std::vector<uint32_t> samples_at_depth_;
   ControllerDecision decision_;
 };
 

@@ -1,5 +1,8 @@
 #include "pipeline/adaptive_controller.h"
 
+#include <algorithm>
+#include <vector>
+
 #include <gtest/gtest.h>
 
 namespace dualblade {
@@ -41,8 +44,28 @@ TEST(AdaptiveControllerTest, DepthFollowsIoOverComputeAfterHysteresis) {
 
 TEST(AdaptiveControllerTest, StallFeedbackAddsOneLayer) {
   AdaptiveController c(Opts(16 * kLayer));
-  for (int i = 0; i < 5; ++i) c.Observe(500, 1000, 200);  // 20% stall > 5% tolerance
+  // 20% stall > 5% tolerance: after the hysteresis, one layer more than the model's depth 1.
+  for (int i = 0; i < 4; ++i) c.Observe(500, 1000, 200);
   EXPECT_EQ(c.plan().depth, 2u);
+}
+
+// Where reading further ahead does not shorten the step (the stall comes from something depth
+// cannot fix, e.g. page-cache copies competing with compute for the CPUs), the controller tries
+// the deeper depth, measures it, and goes back to the shallower one, and stays there.
+TEST(AdaptiveControllerTest, MeasuredGuardReturnsToADepthThatWasAsFast) {
+  AdaptiveController c(Opts(16 * kLayer));
+  std::vector<uint32_t> depths;
+  for (int i = 0; i < 12; ++i) {
+    depths.push_back(c.plan().depth);
+    c.Observe(500, 1000, 200);  // the same stall whatever the depth
+  }
+  EXPECT_NE(std::find(depths.begin(), depths.end(), 2u), depths.end());  // depth 2 was tried
+  EXPECT_EQ(c.plan().depth, 1u);
+  EXPECT_EQ(c.last_decision().wanted_depth, 1u);
+  // A depth that really is faster is kept: depth 2 halves the stall.
+  AdaptiveController d(Opts(16 * kLayer));
+  for (int i = 0; i < 12; ++i) d.Observe(500, 1000, d.plan().depth == 1 ? 200 : 100);
+  EXPECT_EQ(d.plan().depth, 2u);
 }
 
 TEST(AdaptiveControllerTest, NoIoMeansNoPrefetch) {

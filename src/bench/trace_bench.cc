@@ -97,10 +97,18 @@ TracePoint RunTracePoint(const TraceBenchOptions& opts, KvPolicy policy, uint64_
 }
 
 TracePoint MedianRun(std::vector<TracePoint> runs) {
+  const auto n_runs = static_cast<uint32_t>(runs.size());
+  uint32_t n_oom = 0;
+  for (const TracePoint& p : runs) n_oom += p.oom ? 1 : 0;
   std::vector<TracePoint> ok;
   for (TracePoint& p : runs)
     if (p.ok()) ok.push_back(std::move(p));
-  if (ok.empty()) return std::move(runs.front());
+  if (ok.empty()) {
+    TracePoint first = std::move(runs.front());
+    first.runs = n_runs;
+    first.oom_runs = n_oom;
+    return first;
+  }
   std::vector<double> p50s;
   for (const TracePoint& p : ok) p50s.push_back(p.r.decode_step_ms_p50);
   std::sort(ok.begin(), ok.end(), [](const TracePoint& a, const TracePoint& b) {
@@ -108,6 +116,8 @@ TracePoint MedianRun(std::vector<TracePoint> runs) {
   });
   TracePoint m = std::move(ok[(ok.size() - 1) / 2]);
   m.run_p50_ms = std::move(p50s);
+  m.runs = n_runs;
+  m.oom_runs = n_oom;
   return m;
 }
 

@@ -46,12 +46,17 @@ struct TracePoint {
   double wall_ms = 0;
   // p50 step time of each successful run of the point (one entry without --repeat).
   std::vector<double> run_p50_ms;
+  // Of the runs behind this point (MedianRun): how many there were, and how many the OOM killer
+  // ended, so a median of the survivors does not hide a baseline that was killed.
+  uint32_t runs = 1;
+  uint32_t oom_runs = 0;
   bool ok() const { return !oom && error.empty(); }
 };
 
 // One point from several runs of it: the successful run whose p50 is the median (nearest rank,
 // the lower middle for an even count), with run_p50_ms listing every successful run's p50; the
-// first failed run when none succeeded. REQUIRES: runs not empty.
+// first failed run when none succeeded. runs and oom_runs count all of them. REQUIRES: runs not
+// empty.
 TracePoint MedianRun(std::vector<TracePoint> runs);
 
 // Runs one (policy, budget) point once, in its own memory cgroup, as RunTraceBench does. PEAK

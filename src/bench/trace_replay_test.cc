@@ -175,9 +175,22 @@ TEST(MedianRunTest, ReportsTheMedianRunAndEveryRunsP50) {
   m = MedianRun({run(40), run(5, false), run(10)});
   EXPECT_EQ(m.r.decode_step_ms_p50, 10);
   EXPECT_EQ(m.run_p50_ms, (std::vector<double>{40, 10}));
+  EXPECT_EQ(m.runs, 3u);
+  EXPECT_EQ(m.oom_runs, 0u);
   m = MedianRun({run(5, false), run(6, false)});
   EXPECT_FALSE(m.ok());
   EXPECT_EQ(m.error, "failed");
+  // OOM-killed runs are counted, so the report can say so beside a survivor's median.
+  TracePoint killed;
+  killed.oom = true;
+  m = MedianRun({run(40), killed, run(10), killed, run(20)});
+  EXPECT_EQ(m.r.decode_step_ms_p50, 20);
+  EXPECT_EQ(m.runs, 5u);
+  EXPECT_EQ(m.oom_runs, 2u);
+  TraceBenchReport rep;
+  rep.points.push_back(m);
+  EXPECT_NE(TraceBenchMarkdown(rep, TraceShape{}).find("| 2 of 5 runs |"), std::string::npos)
+      << TraceBenchMarkdown(rep, TraceShape{});
 }
 
 TEST(PercentileTest, NearestRank) {

@@ -42,6 +42,8 @@ std::string TraceBenchJson(const TraceBenchReport& rep, const TraceShape& shape)
     o["policy"] = KvPolicyName(p.policy);
     o["budget_bytes"] = p.budget_bytes;
     o["oom"] = p.oom;
+    o["runs"] = p.runs;
+    o["oom_runs"] = p.oom_runs;
     o["peak_mem_bytes"] = p.peak_mem_bytes;
     o["wall_ms"] = p.wall_ms;
     if (!p.error.empty()) o["error"] = p.error;
@@ -107,7 +109,11 @@ std::string TraceBenchMarkdown(const TraceBenchReport& rep, const TraceShape& sh
             FormatBytes(r.read_bytes_direct) + " | " + FormatBytes(r.device_read_bytes) + " | " +
             std::to_string(r.device_busy_ms) + " | " + Fmt("%.2f", p.ssd_bw_fraction) + " | " +
             Fmt("%.2f", r.pagecache_hit_ratio) + " | " + FormatBytes(r.page_set_bytes_max) +
-            " | " + FormatBytes(p.peak_mem_bytes) + " | no |\n";
+            " | " + FormatBytes(p.peak_mem_bytes) + " | " +
+            (p.oom_runs == 0 ? std::string("no")
+                             : std::to_string(p.oom_runs) + " of " + std::to_string(p.runs) +
+                                   " runs") +
+            " |\n";
     } else {
       const std::string why = p.oom ? "yes" : "failed: " + p.error;
       md += "- | - | - | - | - | - | - | - | - | - | " + FormatBytes(p.peak_mem_bytes) + " | " +

@@ -99,10 +99,11 @@ TracePoint RunTracePoint(const TraceBenchOptions& opts, KvPolicy policy, uint64_
 TracePoint MedianRun(std::vector<TracePoint> runs) {
   const auto n_runs = static_cast<uint32_t>(runs.size());
   uint32_t n_oom = 0;
-  for (const TracePoint& p : runs) n_oom += p.oom ? 1 : 0;
   std::vector<TracePoint> ok;
-  for (TracePoint& p : runs)
-    if (p.ok()) ok.push_back(std::move(p));
+  for (TracePoint& p : runs) {
+    n_oom += p.oom ? 1 : 0;
+    if (p.ok()) ok.push_back(std::move(p));  // runs.front() is only read when none moved
+  }
   if (ok.empty()) {
     TracePoint first = std::move(runs.front());
     first.runs = n_runs;

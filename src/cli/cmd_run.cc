@@ -106,7 +106,11 @@ Result<std::unique_ptr<engine::KvCache>> MakeKvCache(
   if (a.kv_policy == "memory") return engine::NewMemoryKvCache(g);
   if (a.kv_policy == "dual" || a.kv_policy == "pagecache" || a.kv_policy == "direct") {
     const std::string store = a.kv_store.empty() ? kDefaultStore : a.kv_store;
-    if (a.kv_store.empty() && !a.kv_policy_given && access(store.c_str(), F_OK) != 0) {
+    if (a.kv_store.empty() && access(store.c_str(), F_OK) != 0) {
+      if (a.kv_policy_given) {
+        return Status::NotFound("no KV store at " + store + ": create one with 'dualblade format " +
+                                store + " --size 4G' or pass --kv-store");
+      }
       // The default policy without any store: a first run should work, not demand a format
       // step, so keep the KV in RAM and say how to offload it.
       std::fprintf(stderr,
@@ -114,10 +118,6 @@ Result<std::unique_ptr<engine::KvCache>> MakeKvCache(
                    "'dualblade format %s --size 4G' (or pass --kv-store) to offload it\n",
                    store.c_str(), store.c_str());
       return engine::NewMemoryKvCache(g);
-    }
-    if (a.kv_store.empty() && access(store.c_str(), F_OK) != 0) {
-      return Status::NotFound("no KV store at " + store + ": create one with 'dualblade format " +
-                              store + " --size 4G' or pass --kv-store");
     }
     engine::StoreKvCacheOptions opts;
     opts.policy = a.kv_policy;

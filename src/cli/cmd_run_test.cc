@@ -225,8 +225,9 @@ nlohmann::json ReadJsonFile(const std::string& path) {
   return nlohmann::json::parse(in);
 }
 
-// A kv-heavy-like model, small enough for a test: 12 layers of 4 KV heads of 128 (48 KiB of f32
-// KV per token) around 23 MiB of Q8_0 weights, and a prompt of about 640 tokens (30 MiB of KV).
+// A kv-heavy-like model, small enough for a test: 12 layers of 4 KV heads of 128 (24 KiB of f16
+// KV per token, run's default type) around 23 MiB of Q8_0 weights, and a prompt of about 640
+// tokens (15 MiB of KV).
 struct KvHeavyRun {
   testing::TempDir dir;
   std::string model = dir.File("kvh.gguf");

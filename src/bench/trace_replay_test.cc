@@ -103,7 +103,7 @@ TEST_F(TraceReplayTest, PrefetchDepthIsReportedAndChangesNothingRead) {
 }
 
 // Every depth reads (and checks) every row of every step, on both paths; with no overlap
-// (depth 0) the step is at least its compute plus its reads.
+// (depth 0) the step is at least its compute and at least its reads.
 TEST_F(TraceReplayTest, EveryDepthReadsEveryRow) {
   for (int32_t depth : {0, 1, 3, TraceReplayOptions::kAutoPrefetch}) {
     SCOPED_TRACE("depth " + std::to_string(depth));
@@ -121,7 +121,11 @@ TEST_F(TraceReplayTest, EveryDepthReadsEveryRow) {
     EXPECT_GE(r->overlap_efficiency, 1.0);
     EXPECT_GE(r->compute_busy_ms, 4 * 0.3);
     if (depth == 0) {
-      EXPECT_GE(r->decode_step_ms_p50, r->compute_busy_ms + r->io_busy_ms * 0.9);
+      // Every step is at least its compute plus its reads, but the figures are medians over the
+      // steps, and medians do not add: the sound bound on them is each one alone (a clean-clone
+      // run once saw step p50 4.06 ms against compute p50 + 0.9 io p50 = 4.15 ms).
+      EXPECT_GE(r->decode_step_ms_p50, r->compute_busy_ms);
+      EXPECT_GE(r->decode_step_ms_p50, r->io_busy_ms);
     }
   }
 }

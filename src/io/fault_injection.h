@@ -79,6 +79,12 @@ class FaultInjectingIoEngine final : public IoEngine {
   bool RegisterBuffer(uint8_t* buf, uint64_t len_bytes) override {
     return inner_->RegisterBuffer(buf, len_bytes);
   }
+  bool UnregisterBuffer(uint8_t* buf) override { return inner_->UnregisterBuffer(buf); }
+  bool UsesRegisteredBuffer(const IoRequest& req) const override {
+    return inner_->UsesRegisteredBuffer(req);
+  }
+  uint64_t fixed_requests() const override { return inner_->fixed_requests(); }
+  bool vectored_fixed_supported() const override { return inner_->vectored_fixed_supported(); }
   const IoEngineOptions& options() const override { return inner_->options(); }
 
   FaultInjector& injector() { return *injector_; }

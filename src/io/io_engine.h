@@ -99,10 +99,33 @@ class IoEngine {
   // Optional: registers [buf, buf + len_bytes) so that requests whose buffers lie wholly inside it
   // skip pinning their pages on every request (io_uring fixed buffers). Returns true when the
   // engine will use it; false, not an error, when it cannot (the thread-pool engine, a kernel or
-  // memlock limit that refuses, a region over 1 GiB, all 16 slots taken). The memory must stay
-  // mapped until the engine is destroyed.
+  // memlock limit that refuses, a region over 1 GiB, all 16 slots taken). Vectored requests whose
+  // iovecs all lie in one registered buffer use it too where the kernel has the vectored
+  // fixed-buffer ops (Linux 6.15+; see vectored_fixed_supported()). The memory must stay mapped
+  // until UnregisterBuffer drops it or the engine is destroyed.
   // REQUIRES: outstanding() == 0.
   virtual bool RegisterBuffer(uint8_t* /*buf*/, uint64_t /*len_bytes*/) { return false; }
+
+  // Optional: drops the region RegisterBuffer took at buf (its start), so that the caller may
+  // unmap it; the other regions stay registered. Returns true when buf was registered and is not
+  // any more; false when it was not (or the engine registers nothing). Later requests into that
+  // memory pin their pages per request again.
+  // REQUIRES: outstanding() == 0.
+  virtual bool UnregisterBuffer(uint8_t* /*buf*/) { return false; }
+
+  // Whether the kernel requests of req will go out as fixed-buffer requests: its memory (buf, or
+  // every iovec) lies wholly in one registered buffer, and for a vectored request the kernel has
+  // the vectored fixed-buffer ops. Always false for the thread-pool engine.
+  virtual bool UsesRegisteredBuffer(const IoRequest& /*req*/) const { return false; }
+
+  // Kernel requests issued as fixed-buffer reads or writes since creation (plain and vectored;
+  // resubmissions of short transfers count again). Lets tests prove that the fixed path is taken.
+  virtual uint64_t fixed_requests() const { return 0; }
+
+  // Whether the kernel takes vectored fixed-buffer reads and writes (IORING_OP_READV_FIXED and
+  // IORING_OP_WRITEV_FIXED, probed at creation). Without them vectored requests are plain
+  // readv/writev whatever their memory.
+  virtual bool vectored_fixed_supported() const { return false; }
 
   virtual const IoEngineOptions& options() const = 0;
 

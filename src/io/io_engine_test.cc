@@ -383,6 +383,41 @@ TEST_P(IoEngineTest, RegisteredBufferRoundTrip) {
   EXPECT_EQ(std::memcmp(reg.data() + kMiB, back2.data(), 64 * 1024), 0);
 }
 
+// Unregistering one region leaves the others registered (their requests stay fixed) and the
+// dropped one still works with plain requests; the thread-pool engine registers nothing.
+TEST_P(IoEngineTest, UnregisterBufferKeepsTheOthers) {
+  ENGINE_OR_SKIP(engine, IoEngineOptions{});
+  IoBuffer a(2 * kMiB), b(2 * kMiB);
+  const bool uring = std::get<0>(GetParam()) == EngineKind::kIoUring;
+  EXPECT_EQ(engine->RegisterBuffer(a.data(), a.size()), uring);
+  EXPECT_EQ(engine->RegisterBuffer(b.data(), b.size()), uring);
+  std::mt19937_64 rng(6);
+  FillRandom(a.data(), 256 * 1024, &rng);
+  IoRequest w;
+  w.op = IoOp::kWrite;
+  w.buf = a.data();
+  w.len_bytes = 256 * 1024;
+  ASSERT_TRUE(engine->RunBatch({&w, 1}).ok()) << w.status.ToString();
+  EXPECT_EQ(engine->fixed_requests() > 0, uring);
+
+  EXPECT_EQ(engine->UnregisterBuffer(a.data()), uring);
+  EXPECT_FALSE(engine->UnregisterBuffer(a.data()));
+  IoRequest ra = w, rb = w;
+  ra.op = rb.op = IoOp::kRead;
+  ra.buf = a.data() + kMiB;
+  rb.buf = b.data();
+  EXPECT_FALSE(engine->UsesRegisteredBuffer(ra));
+  EXPECT_EQ(engine->UsesRegisteredBuffer(rb), uring);
+  uint64_t before = engine->fixed_requests();
+  ASSERT_TRUE(engine->RunBatch({&ra, 1}).ok()) << ra.status.ToString();
+  EXPECT_EQ(engine->fixed_requests(), before);
+  ASSERT_TRUE(engine->RunBatch({&rb, 1}).ok()) << rb.status.ToString();
+  EXPECT_EQ(engine->fixed_requests() > before, uring);
+  EXPECT_EQ(std::memcmp(a.data(), a.data() + kMiB, 256 * 1024), 0);
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), 256 * 1024), 0);
+  EXPECT_EQ(engine->UnregisterBuffer(b.data()), uring);
+}
+
 // A block device is claimed exclusively while open for writing. An engine with registered files
 // must release its reference when destroyed, so the device can be reopened at once (a restart
 // within one process).

@@ -14,6 +14,12 @@
 // queue_depth kernel requests are ever in flight and the completion queue (twice the submission
 // queue) cannot overflow. A failed piece stops the carving of its request; pieces already in flight
 // finish, and the request carries the first error.
+//
+// Fixed buffers: a piece whose memory lies wholly in one registered buffer goes out as
+// READ_FIXED / WRITE_FIXED, or, vectored, as READV_FIXED / WRITEV_FIXED where the kernel has them
+// (probed at Init), so the kernel pins no pages for it. The vectored ones matter: a KV read into
+// scattered chunk targets is one vectored request, and pinning its pages per request held direct
+// reads to a fraction of the bandwidth that fixed reads reach on the development VM.
 #include <liburing.h>
 #include <sys/uio.h>
 
@@ -21,6 +27,7 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <span>
 #include <unordered_map>
 
 #include "common/log.h"
@@ -29,6 +36,21 @@
 namespace dualblade::io_internal {
 
 namespace {
+
+// The vectored fixed-buffer ops came with Linux 6.15; liburing 2.3's headers (Debian 12) predate
+// them. Values from the kernel's include/uapi/linux/io_uring.h (enum io_uring_op).
+constexpr int kOpReadvFixed = 60;   // IORING_OP_READV_FIXED
+constexpr int kOpWritevFixed = 61;  // IORING_OP_WRITEV_FIXED
+
+// Whether the ring's kernel supports both vectored fixed-buffer ops.
+bool ProbeVectoredFixed(io_uring* ring) {
+  io_uring_probe* probe = io_uring_get_probe_ring(ring);
+  if (probe == nullptr) return false;
+  const bool ok = io_uring_opcode_supported(probe, kOpReadvFixed) &&
+                  io_uring_opcode_supported(probe, kOpWritevFixed);
+  io_uring_free_probe(probe);
+  return ok;
+}
 
 class IoUringEngine final : public IoEngine {
  public:
@@ -41,6 +63,7 @@ class IoUringEngine final : public IoEngine {
     int r = io_uring_queue_init_params(opts_.queue_depth, &ring_, &params);
     if (r < 0) return ErrnoStatus("io_uring_queue_init", -r);
     ring_ok_ = true;
+    vectored_fixed_ = ProbeVectoredFixed(&ring_);
     if (opts_.register_files) {
       const int fds[2] = {dev_->direct_fd(), dev_->buffered_fd()};
       r = io_uring_register_files(&ring_, fds, 2);
@@ -140,6 +163,38 @@ class IoUringEngine final : public IoEngine {
     return false;
   }
 
+  bool UnregisterBuffer(uint8_t* buf) override {
+    DB_CHECK_MSG(outstanding_ == 0, "UnregisterBuffer with requests outstanding");
+    auto it = std::find_if(buffers_.begin(), buffers_.end(),
+                           [&](const iovec& b) { return b.iov_base == buf; });
+    if (it == buffers_.end()) return false;
+    // No call drops one entry of the table in liburing 2.3: drop the table, register the rest.
+    buffers_.erase(it);
+    io_uring_unregister_buffers(&ring_);
+    if (!buffers_.empty()) {
+      int r = io_uring_register_buffers(&ring_, buffers_.data(),
+                                        static_cast<unsigned>(buffers_.size()));
+      if (r != 0) {
+        // Correct either way: requests into the others pin their pages again.
+        DB_LOG_DEBUG("re-registering %zu buffers failed (%s); requests pin their pages instead",
+                     buffers_.size(), std::strerror(-r));
+        buffers_.clear();
+      }
+    }
+    return true;
+  }
+
+  bool UsesRegisteredBuffer(const IoRequest& req) const override {
+    if (req.iov != nullptr) {
+      return vectored_fixed_ &&
+             RegisteredIndexOfIov({req.iov, req.iov + req.iov_count}) >= 0;
+    }
+    return RegisteredIndex(req.buf, req.len_bytes) >= 0;
+  }
+
+  uint64_t fixed_requests() const override { return fixed_requests_; }
+  bool vectored_fixed_supported() const override { return vectored_fixed_; }
+
   size_t outstanding() const override { return outstanding_; }
   std::string_view name() const override { return "io_uring"; }
   const IoEngineOptions& options() const override { return opts_; }
@@ -204,7 +259,15 @@ class IoUringEngine final : public IoEngine {
       // The slot keeps the iovec array until the piece completes (the kernel may read it late).
       SliceIov(*sl.req, sl.rel_offset_bytes + sl.done_bytes, len, &sl.iov);
       const auto cnt = static_cast<unsigned>(sl.iov.size());
-      if (sl.req->op == IoOp::kRead) {
+      const bool read = sl.req->op == IoOp::kRead;
+      const int index = vectored_fixed_ ? RegisteredIndexOfIov(sl.iov) : -1;
+      if (index >= 0) {
+        // Like READV/WRITEV (addr = the iovec array, len = its count), plus the buffer that every
+        // iovec lies in.
+        io_uring_prep_rw(read ? kOpReadvFixed : kOpWritevFixed, sqe, fd, sl.iov.data(), cnt, off);
+        sqe->buf_index = static_cast<uint16_t>(index);
+        ++fixed_requests_;
+      } else if (read) {
         io_uring_prep_readv(sqe, fd, sl.iov.data(), cnt, off);
       } else {
         io_uring_prep_writev(sqe, fd, sl.iov.data(), cnt, off);
@@ -216,6 +279,7 @@ class IoUringEngine final : public IoEngine {
     }
     uint8_t* buf = sl.buf + sl.done_bytes;
     const int index = RegisteredIndex(buf, len);
+    if (index >= 0) ++fixed_requests_;
     if (sl.req->op == IoOp::kRead) {
       if (index >= 0) {
         io_uring_prep_read_fixed(sqe, fd, buf, len, off, index);
@@ -242,6 +306,20 @@ class IoUringEngine final : public IoEngine {
       if (buf >= base && buf + len <= base + buffers_[i].iov_len) return static_cast<int>(i);
     }
     return -1;
+  }
+
+  // Index of the registered buffer holding every iovec of iov wholly (one buffer for all), or -1.
+  int RegisteredIndexOfIov(std::span<const iovec> iov) const {
+    if (iov.empty()) return -1;
+    const int index = RegisteredIndex(static_cast<const uint8_t*>(iov[0].iov_base), iov[0].iov_len);
+    if (index < 0) return -1;
+    const auto* base = static_cast<const uint8_t*>(buffers_[index].iov_base);
+    const uint8_t* end = base + buffers_[index].iov_len;
+    for (const iovec& v : iov.subspan(1)) {
+      const auto* p = static_cast<const uint8_t*>(v.iov_base);
+      if (p < base || p + v.iov_len > end) return -1;
+    }
+    return index;
   }
 
   // Reaps every completion already posted, without waiting.
@@ -308,6 +386,8 @@ class IoUringEngine final : public IoEngine {
   io_uring ring_;
   bool ring_ok_ = false;
   bool fixed_files_ = false;
+  bool vectored_fixed_ = false;  // the kernel has READV_FIXED and WRITEV_FIXED
+  uint64_t fixed_requests_ = 0;
   Status broken_;
 
   static constexpr uint64_t kMaxRegisteredBytes = 1ull << 30;

@@ -49,11 +49,23 @@ void KvStoreImpl::RegisterIdleArenas() {
   arenas_unregistered_ = false;
 }
 
-bool KvStoreImpl::InRegisteredArena(const uint8_t* p, uint64_t n) const {
+Status KvStoreImpl::DrainEngine() {
+  while (engine_->outstanding() > 0) DB_RETURN_IF_ERROR(ReapSome(1));
+  return Status::OK();
+}
+
+bool KvStoreImpl::RegisterMemory(std::span<uint8_t> mem) {
+  if (!DrainEngine().ok()) return false;
+  return engine_->RegisterBuffer(mem.data(), mem.size());
+}
+
+bool KvStoreImpl::UnregisterMemory(uint8_t* mem) {
+  // The store's own arenas stay registered until it closes.
   for (const Arena& a : arenas_) {
-    if (a.registered && p >= a.mem.data() && p + n <= a.mem.data() + a.mem.size()) return true;
+    if (a.mem.data() == mem) return false;
   }
-  return false;
+  if (!DrainEngine().ok()) return false;
+  return engine_->UnregisterBuffer(mem);
 }
 
 Staging KvStoreImpl::TakeStaging(uint64_t size_bytes) {
@@ -339,8 +351,10 @@ size_t ReadBatchImpl::SubmitMore() {
     if (path == IoPath::kDirect) {
       st.read_bytes_direct += 2 * len;
       st.read_requests_direct += 2;
-      if (!u->in_place && store_->InRegisteredArena(u->buf.data, 2 * len))
-        st.read_requests_registered += 2;
+      // Staging arenas and caller memory alike: what the engine will send as fixed reads.
+      for (const IoRequest& r : u->req) {
+        if (store_->engine().UsesRegisteredBuffer(r)) ++st.read_requests_registered;
+      }
     } else {
       st.read_bytes_page += 2 * len;
       st.read_requests_page += 2;

@@ -75,8 +75,11 @@ struct KvStoreStats {
   uint64_t read_bytes_memory = 0;  // tails and chunks whose write was still in flight
   uint64_t read_requests_page = 0;
   uint64_t read_requests_direct = 0;
-  // DIRECT read requests staged in memory registered with the io_uring engine (fixed-buffer
-  // reads: no page pinning per request). 0 with the thread-pool engine.
+  // DIRECT read requests into memory registered with the io_uring engine: the store's staging,
+  // or caller memory given to RegisterMemory (StartReadInto targets, plain and vectored). They
+  // go out as fixed-buffer reads that pin no pages per request (vectored ones only where the
+  // kernel has IORING_OP_READV_FIXED, Linux 6.15+; elsewhere they are not counted). 0 with the
+  // thread-pool engine.
   uint64_t read_requests_registered = 0;
   uint64_t write_bytes_page = 0;
   uint64_t write_bytes_direct = 0;
@@ -201,6 +204,20 @@ class KvStore {
   // is delivered or the batch is destroyed. InvalidArgument for a target without room.
   virtual Result<std::unique_ptr<KvReadBatch>> StartReadInto(std::span<const KvRange> ranges,
                                                              const KvTargetFn& targets) = 0;
+  // Registers caller memory (typically the pool StartReadInto targets are carved from) with the
+  // store's I/O engine, so DIRECT reads into it go out as fixed-buffer reads that pin no pages
+  // per request (counted in stats().read_requests_registered). Returns false, not an error, where
+  // the engine cannot (thread-pool engine, kernel or memlock refusal, over 1 GiB, all slots
+  // taken: the engine has 16 and the store's own staging uses up to 8); reads into the memory
+  // work the same either way, only slower. The memory must stay mapped until UnregisterMemory
+  // or until the KvStore is destroyed. Waits for the writes in flight first (the engine replaces
+  // its buffer table only while idle).
+  // REQUIRES: no read batch in flight (call it between steps).
+  virtual bool RegisterMemory(std::span<uint8_t> mem) = 0;
+  // Drops memory that RegisterMemory took (by its start), so the caller may unmap it. Returns
+  // whether it was registered. Waits for the writes in flight first.
+  // REQUIRES: no read batch in flight.
+  virtual bool UnregisterMemory(uint8_t* mem) = 0;
   // StartRead and Poll until done: fn sees every chunk, in completion order.
   virtual Status ReadChunks(std::span<const KvRange> ranges, const KvChunkFn& fn) = 0;
   // Reads one range into caller buffers: (token_end - token_begin) rows each, in token order.

@@ -103,6 +103,8 @@ class KvStoreImpl final : public KvStore {
   Result<std::unique_ptr<KvReadBatch>> StartRead(std::span<const KvRange> ranges) override;
   Result<std::unique_ptr<KvReadBatch>> StartReadInto(std::span<const KvRange> ranges,
                                                      const KvTargetFn& targets) override;
+  bool RegisterMemory(std::span<uint8_t> mem) override;
+  bool UnregisterMemory(uint8_t* mem) override;
   Status ReadChunks(std::span<const KvRange> ranges, const KvChunkFn& fn) override;
   Status Read(const KvRange& range, void* k_out, void* v_out) override;
   Result<KvPath> ChunkPath(SeqId seq, uint32_t layer, uint64_t chunk) const override;
@@ -143,9 +145,8 @@ class KvStoreImpl final : public KvStore {
   void AddStagingArena();
   // Registers the arenas mapped while the engine was busy, if it is idle now.
   void RegisterIdleArenas();
-  // Whether [p, p + n) lies in a staging arena registered with the engine (reads from it go out
-  // as fixed-buffer reads).
-  bool InRegisteredArena(const uint8_t* p, uint64_t n) const;
+  // Waits until the engine has nothing in flight (completions go to their tickets as usual).
+  Status DrainEngine();
   // A zeroed chunk buffer of `bytes` (a spare one when there is one), and its return once its
   // write finished.
   AlignedBuffer TakeChunkBuffer(uint64_t bytes);

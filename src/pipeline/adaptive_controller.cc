@@ -29,17 +29,19 @@ AdaptiveController::AdaptiveController(const AdaptiveControllerOptions& opts) : 
 
 void AdaptiveController::Observe(double io_us_per_layer, double compute_us_per_layer,
                                  double stall_us_per_layer) {
-  // The step just observed ran at the current plan's depth.
+  ++observations_;
+  // The step just observed ran at the current plan's depth. The first step of a run is slow at
+  // any depth (cold caches, the prefill's writeback): it feeds the model, not the depth's cost.
   const uint32_t ran = decision_.plan.depth;
-  if (cost_at_depth_us_.size() <= ran) {
-    cost_at_depth_us_.resize(ran + 1, 0);
-    samples_at_depth_.resize(ran + 1, 0);
+  if (observations_ > 1) {
+    if (costs_.size() <= ran) costs_.resize(ran + 1);
+    DepthCosts& c = costs_[ran];
+    // A cost gone stale is measured afresh: the old samples describe another moment.
+    if (c.samples > 0 && observations_ - c.last_step > opts_.rejudge_after_steps) c.samples = 0;
+    c.recent_us[c.samples % kCostWindow] = compute_us_per_layer + stall_us_per_layer;
+    ++c.samples;
+    c.last_step = observations_;
   }
-  const double cost = compute_us_per_layer + stall_us_per_layer;
-  cost_at_depth_us_[ran] = samples_at_depth_[ran] == 0
-                               ? cost
-                               : cost_at_depth_us_[ran] + opts_.alpha * (cost - cost_at_depth_us_[ran]);
-  ++samples_at_depth_[ran];
   if (!have_sample_) {
     io_us_ = io_us_per_layer;
     compute_us_ = compute_us_per_layer;
@@ -58,18 +60,39 @@ void AdaptiveController::SetHeadroom(uint64_t headroom_bytes) {
   Decide();
 }
 
+std::optional<double> AdaptiveController::JudgedCost(uint32_t depth) const {
+  if (depth >= costs_.size()) return std::nullopt;
+  const DepthCosts& c = costs_[depth];
+  if (c.samples < opts_.min_samples_to_judge ||
+      observations_ - c.last_step > opts_.rejudge_after_steps)
+    return std::nullopt;
+  const uint32_t n = std::min(c.samples, kCostWindow);
+  return *std::min_element(c.recent_us.begin(), c.recent_us.begin() + n);
+}
+
 bool AdaptiveController::MeasuredNoFaster(uint32_t deeper, uint32_t shallower) const {
-  auto judged = [&](uint32_t d) {
-    return d < samples_at_depth_.size() && samples_at_depth_[d] >= opts_.min_samples_to_judge;
-  };
-  if (deeper <= shallower || !judged(deeper)) return false;
+  std::optional<double> deep = JudgedCost(deeper);
+  if (deeper <= shallower || !deep) return false;
   // Against the deepest judged depth at or below SHALLOWER (often the depth the run started at:
   // the hysteresis may have jumped over SHALLOWER itself).
   for (uint32_t d = shallower; d >= 1; --d) {
-    if (judged(d))
-      return cost_at_depth_us_[deeper] >= cost_at_depth_us_[d] * (1 - opts_.min_depth_gain);
+    if (std::optional<double> shallow = JudgedCost(d))
+      return *deep >= *shallow * (1 - opts_.min_depth_gain);
   }
   return false;
+}
+
+uint32_t AdaptiveController::MeasuredChoice(uint32_t lo, uint32_t hi) const {
+  if (lo >= hi || !JudgedCost(hi)) return hi;
+  double best = *JudgedCost(hi);
+  for (uint32_t d = lo; d < hi; ++d) {
+    if (std::optional<double> c = JudgedCost(d)) best = std::min(best, *c);
+  }
+  for (uint32_t d = lo; d < hi; ++d) {
+    std::optional<double> c = JudgedCost(d);
+    if (c && *c * (1 - opts_.min_depth_gain) <= best) return d;
+  }
+  return hi;
 }
 
 uint32_t AdaptiveController::MemoryCapDepth() const {
@@ -104,6 +127,12 @@ void AdaptiveController::Decide() {
       if (stall_us_ > opts_.stall_tolerance * compute_us_ &&
           !MeasuredNoFaster(std::min(want + 1, opts_.max_depth), want))
         want = want + 1;
+      want = std::min(want, opts_.max_depth);
+      // Below ceil(io / compute) the reads cannot keep up; between it and the model's depth,
+      // measurement decides.
+      const auto floor_depth = static_cast<uint32_t>(
+          std::clamp<double>(std::ceil(io_us_ / compute_us_), 1, want));
+      want = MeasuredChoice(floor_depth, want);
     }
   }
   want = std::min(want, opts_.max_depth);

@@ -10,13 +10,21 @@
 //                  want = ceil(ratio * (1 + jitter_margin)), at least 1 while there is any I/O
 //                  (0 when io < 1% of compute: everything came from memory).
 //   stall feedback: when the smoothed stall per layer still exceeds stall_tolerance * compute,
-//                  want grows by one over the model (the model underestimates queueing).
-//   measured guard: the controller keeps, per depth it has run, an EWMA of the per-layer
-//                  critical path (compute + stall). The stall feedback's extra layer is not
-//                  added when that depth and one at or below the model's have each run
-//                  min_samples_to_judge steps and the deeper one was not min_depth_gain faster. Where reads cost CPU (page-cache copies on a machine with few
-//                  cores), reading further ahead competes with compute instead of hiding behind
-//                  it, and only measuring shows that.
+//                  want grows by one over the model (the model underestimates queueing), unless
+//                  that depth has been measured and was no faster (below).
+//   measured choice: the controller keeps, per depth it has run, the per-layer critical path
+//                  (compute + stall) of its last few steps; a depth's cost is the least of them
+//                  (one slow step, a hiccup of the shared machine, does not condemn a depth),
+//                  and it is judged once min_samples_to_judge steps have fed it and while its
+//                  newest sample is at most rejudge_after_steps old. Once the model's depth is
+//                  judged, the controller takes the shallowest judged depth between
+//                  ceil(io / compute) (below that the reads cannot keep up, whatever the
+//                  measurements say) and the model's depth whose cost is within min_depth_gain
+//                  of the cheapest there: the least staging memory that is as fast. Where
+//                  reads cost CPU (page-cache copies on a machine with few cores), reading
+//                  further ahead competes with compute instead of hiding behind it, and only
+//                  measuring shows that. The run's first step is left out of the costs: it
+//                  pays for cold caches and the writeback of the prefill, at whatever depth.
 //   memory cap   = floor(available / layer_bytes), available = min(staging budget, headroom
 //                  reported by the memory monitor). Depth never exceeds it. A staging budget
 //                  shorter than one layer still allows depth 1 while the headroom covers it
@@ -38,7 +46,9 @@
 #pragma once
 
 #include <cstddef>
+#include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -56,8 +66,9 @@ struct AdaptiveControllerOptions {
   double stall_tolerance = 0.05;   // stall per layer tolerated before the feedback term kicks in
   uint32_t grow_after = 3;
   double grow_margin_layers = 0.5;
-  uint32_t min_samples_to_judge = 2;  // steps run at a depth before the guard trusts its cost
+  uint32_t min_samples_to_judge = 2;  // steps run at a depth before its cost is trusted
   double min_depth_gain = 0.03;       // a deeper depth must cut the critical path by this much
+  uint32_t rejudge_after_steps = 16;  // a depth's cost older than this is measured again
 };
 
 struct PipelinePlan {
@@ -94,9 +105,14 @@ class AdaptiveController {
  private:
   void Decide();
   uint32_t MemoryCapDepth() const;
-  // DEEPER and a depth at or below SHALLOWER have run long enough to judge, and DEEPER's
-  // measured per-layer critical path is not min_depth_gain shorter.
+  // Measured per-layer critical path at DEPTH (us), or nothing while it is not judged.
+  std::optional<double> JudgedCost(uint32_t depth) const;
+  // DEEPER and a depth at or below SHALLOWER are judged, and DEEPER is not min_depth_gain
+  // cheaper.
   bool MeasuredNoFaster(uint32_t deeper, uint32_t shallower) const;
+  // The shallowest judged depth in [LO, HI] within min_depth_gain of the cheapest there, once HI
+  // itself is judged; HI otherwise (it must be measured first).
+  uint32_t MeasuredChoice(uint32_t lo, uint32_t hi) const;
 
   AdaptiveControllerOptions opts_;
   bool have_sample_ = false;
@@ -106,9 +122,15 @@ class AdaptiveController {
   uint64_t headroom_bytes_ = UINT64_MAX;
   uint32_t grow_votes_ = 0;
   uint32_t decisions_ = 0;
-  // Per depth run so far: EWMA of per-layer compute + stall (us), and how many steps fed it.
-  std::vector<double> cost_at_depth_us_;
-  std::vector<uint32_t> samples_at_depth_;
+  // Per depth run so far: the per-layer compute + stall (us) of its last kCostWindow steps.
+  static constexpr uint32_t kCostWindow = 3;
+  struct DepthCosts {
+    std::array<double, kCostWindow> recent_us{};
+    uint32_t samples = 0;      // steps that fed it since it was last judged afresh
+    uint64_t last_step = 0;    // observations_ when the newest sample came
+  };
+  std::vector<DepthCosts> costs_;
+  uint64_t observations_ = 0;
   ControllerDecision decision_;
 };
 

@@ -68,6 +68,47 @@ TEST(AdaptiveControllerTest, MeasuredGuardReturnsToADepthThatWasAsFast) {
   EXPECT_EQ(d.plan().depth, 2u);
 }
 
+// I/O about equal to compute: the model asks for 2 layers (its jitter margin), but depth 1 is
+// measured to be as fast, so the controller keeps the smaller staging footprint. One slow step
+// at depth 1 (a hiccup of the shared machine) does not condemn it.
+TEST(AdaptiveControllerTest, MeasurementTakesTheShallowestDepthAsFastAsTheModels) {
+  AdaptiveController c(Opts(16 * kLayer));
+  std::vector<uint32_t> depths;
+  for (int i = 0; i < 12; ++i) {
+    const uint32_t d = c.plan().depth;
+    depths.push_back(d);
+    const double stall = d == 1 ? (i == 1 ? 800 : 20) : 10;  // within 3% of each other
+    c.Observe(1000, 1000, stall);
+  }
+  EXPECT_NE(std::find(depths.begin(), depths.end(), 2u), depths.end());  // the model's depth
+  EXPECT_EQ(c.plan().depth, 1u);
+  EXPECT_EQ(c.last_decision().wanted_depth, 1u);
+
+  // Never below ceil(io / compute), however flat the measured costs: there the reads cannot keep
+  // up, and a flat reading means the readings are wrong, not that the depth is free.
+  AdaptiveController io_bound(Opts(16 * kLayer));
+  for (int i = 0; i < 12; ++i) io_bound.Observe(2500, 1000, 0);
+  EXPECT_EQ(io_bound.plan().depth, 3u);  // ceil(2.5) = 3 = ceil(2.5 * 1.2)
+}
+
+// A cost measured long ago describes another moment: after rejudge_after_steps the model's depth
+// is tried again, and kept when it has become faster.
+TEST(AdaptiveControllerTest, StaleMeasurementsAreTakenAgain) {
+  AdaptiveControllerOptions o = Opts(16 * kLayer);
+  o.rejudge_after_steps = 6;
+  AdaptiveController c(o);
+  for (int i = 0; i < 10; ++i) c.Observe(1000, 1000, c.plan().depth == 1 ? 20 : 10);
+  ASSERT_EQ(c.plan().depth, 1u);
+  // Depth 1 now stalls a third of a layer; depth 2 would not.
+  std::vector<uint32_t> depths;
+  for (int i = 0; i < 16; ++i) {
+    depths.push_back(c.plan().depth);
+    c.Observe(1000, 1000, c.plan().depth == 1 ? 330 : 10);
+  }
+  EXPECT_NE(std::find(depths.begin(), depths.end(), 2u), depths.end());
+  EXPECT_EQ(c.plan().depth, 2u);
+}
+
 TEST(AdaptiveControllerTest, NoIoMeansNoPrefetch) {
   AdaptiveController c(Opts(16 * kLayer));
   c.Observe(0, 1000, 0);

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "common/check.h"
+#include "common/log.h"
 
 namespace dualblade {
 namespace {
@@ -224,6 +225,14 @@ Status Prefetcher::RunStep(uint64_t step, StepStats* stats) {
     opts_.controller->Observe(stats_.io_busy_us / n, stats_.compute_busy_us / n,
                               stats_.stall_us / n);
   }
+  DB_LOG_DEBUG("step %llu at depth %u: %.1f ms, I/O busy %.1f ms, compute busy %.1f ms, "
+               "stall %.1f ms%s%s",
+               static_cast<unsigned long long>(step), stats_.depth, stats_.step_us / 1000.0,
+               stats_.io_busy_us / 1000.0, stats_.compute_busy_us / 1000.0,
+               stats_.stall_us / 1000.0, opts_.controller != nullptr ? "; next " : "",
+               opts_.controller != nullptr
+                   ? opts_.controller->last_decision().ToString().c_str()
+                   : "");
   return failed_;
 }
 

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "common/clock.h"
+#include "common/log.h"
 #include "common/units.h"
 
 namespace dualblade {
@@ -45,7 +46,19 @@ class TracePipeline::Consumer final : public ChunkConsumer {
 
 TracePipeline::TracePipeline(store::KvStore* kv, const TracePipelineOptions& opts)
     : kv_(kv), opts_(opts) {}
-TracePipeline::~TracePipeline() = default;
+TracePipeline::~TracePipeline() {
+  // The pool's memory must leave the engine before the pool unmaps it, and the engine may be
+  // touched only by the KvStore's owner: stop the executor (its I/O thread owns the store while
+  // reads are out) first, then unregister on this thread, then let the pool go.
+  executor_.reset();
+  const store::KvStoreStats& st = kv_->stats();
+  DB_LOG_DEBUG("KV store since open: %llu of %llu DIRECT read requests were fixed-buffer reads "
+               "(staging pool %sregistered)",
+               static_cast<unsigned long long>(st.read_requests_registered),
+               static_cast<unsigned long long>(st.read_requests_direct),
+               staging_registered_ ? "" : "not ");
+  if (staging_registered_) (void)kv_->UnregisterMemory(pool_->arena().data());
+}
 
 Result<std::unique_ptr<TracePipeline>> TracePipeline::Create(store::KvStore* kv,
                                                              const TracePipelineOptions& opts) {
@@ -88,6 +101,13 @@ Result<std::unique_ptr<TracePipeline>> TracePipeline::Create(store::KvStore* kv,
                                    " does not hold one " + FormatBytes(chunk_bytes) + " chunk");
   DB_ASSIGN_OR_RETURN(p->pool_, StagingPool::Create({.buffer_bytes = chunk_bytes,
                                                      .budget_bytes = buffers * buffer_bytes}));
+  // This thread owns the KvStore until the first step (the executor's threads are idle).
+  p->staging_registered_ = kv->RegisterMemory(p->pool_->arena());
+  if (!p->staging_registered_) {
+    DB_LOG_DEBUG("the %s staging pool is not registered with the KV store's I/O engine; "
+                 "its reads pin their pages per request",
+                 FormatBytes(p->pool_->capacity_bytes()).c_str());
+  }
   if (opts.prefetch_depth == TracePipelineOptions::kAuto) {
     co.layer_bytes = layer_chunks * chunk_bytes;
     co.chunk_bytes = chunk_bytes;

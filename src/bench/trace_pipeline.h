@@ -9,7 +9,10 @@
 //
 // Staging: one pool for the whole replay, charged to the memory budget by the caller
 // (staging_bytes()): (depth + 1) layers for a fixed depth and the whole staging budget for auto,
-// capped by that budget; depth 0 needs exactly one layer.
+// capped by that budget; depth 0 needs exactly one layer. The pool's arena is registered with the
+// KvStore's I/O engine for the pipeline's life, so DIRECT reads into it (plain and vectored) go
+// out as fixed-buffer reads, as iobench's do; where the engine refuses, reads pin their pages per
+// request instead, slower but the same bytes.
 //
 // Thread-safety: one thread calls RunStep; between steps that thread owns the KvStore (Append,
 // SetChunkPath); during a step the executor's I/O thread does, and the callbacks run on the
@@ -66,6 +69,8 @@ class TracePipeline {
   uint64_t chunk_staging_bytes() const { return executor_->chunk_staging_bytes(); }
   const AdaptiveController* controller() const { return controller_.get(); }
   KvExecutorStats executor_stats() const { return executor_->stats(); }
+  // Whether the KvStore took the staging pool's arena (see the file comment).
+  bool staging_registered() const { return staging_registered_; }
 
  private:
   class Consumer;
@@ -78,6 +83,7 @@ class TracePipeline {
   std::unique_ptr<StagingPool> pool_;
   std::unique_ptr<AdaptiveController> controller_;
   std::unique_ptr<Consumer> consumer_;
+  bool staging_registered_ = false;  // pool_'s arena is registered with kv_
   uint32_t n_layer_ = 0;
   uint32_t request_chunks_ = 1;
   // Of the running step; read by the compute thread (set before RunStep starts any task).

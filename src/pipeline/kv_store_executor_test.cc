@@ -1,7 +1,8 @@
 // The pipeline on real I/O: a sequence written through a KvStore (PAGE, DIRECT and in-memory tail
 // chunks), decode steps run by the Prefetcher over the KvStoreExecutor's I/O and compute threads,
 // on a temp file and on a loop device. Every chunk must reach compute exactly once with the bytes
-// written, and the chunk-order merge must come out bit-identical at every depth and pool size.
+// written, and the chunk-order merge must come out bit-identical at every depth and pool size,
+// with the staging pool registered with the store's I/O engine (fixed-buffer reads) or not.
 #include "pipeline/kv_store_executor.h"
 
 #include <gtest/gtest.h>
@@ -14,6 +15,7 @@
 #include "common/clock.h"
 #include "common/units.h"
 #include "io/fault_injection.h"
+#include "io/io_engine.h"
 #include "store/kv_test_util.h"
 #include "testing/test_env.h"
 
@@ -166,10 +168,14 @@ struct Config {
   bool stream = true;
   bool auto_depth = false;
   uint32_t max_chunks_per_compute = 1;
+  // Register the pool's arena with the KvStore, as TracePipeline does.
+  bool register_pool = true;
 };
 
 // Runs STEPS steps under CFG and returns the merged result of each layer of each step.
-std::vector<float> RunConfig(Written& s, const Config& cfg, uint32_t steps, KvExecutorStats* xs) {
+// *registered (optional) tells whether the store took the pool's arena.
+std::vector<float> RunConfig(Written& s, const Config& cfg, uint32_t steps, KvExecutorStats* xs,
+                             bool* registered = nullptr) {
   Model model(s.ref.get());
   KvStoreExecutorOptions xo;
   xo.seq = s.seq;
@@ -183,6 +189,9 @@ std::vector<float> RunConfig(Written& s, const Config& cfg, uint32_t steps, KvEx
   auto pool = StagingPool::Create({.buffer_bytes = chunk_bytes,
                                    .budget_bytes = cfg.pool_buffers * AlignUp(chunk_bytes, 4096)});
   EXPECT_TRUE(pool.ok());
+  // The executor's threads are idle until the first step: this thread owns the KvStore now.
+  const bool reg = cfg.register_pool && s.f->kv().RegisterMemory((*pool)->arena());
+  if (registered != nullptr) *registered = reg;
   std::unique_ptr<AdaptiveController> controller;
   if (cfg.auto_depth) {
     AdaptiveControllerOptions co;
@@ -215,6 +224,11 @@ std::vector<float> RunConfig(Written& s, const Config& cfg, uint32_t steps, KvEx
     model.ExpectEveryChunkOnce();
   }
   if (xs != nullptr) *xs = (*ex)->stats();
+  // The executor stops first; then the pool's memory leaves the engine before it is unmapped.
+  ex->reset();
+  if (reg) {
+    EXPECT_TRUE(s.f->kv().UnregisterMemory((*pool)->arena().data()));
+  }
   return model.merged();
 }
 
@@ -229,12 +243,33 @@ void ExpectSameResultEveryConfig(Written& s) {
       {"auto, deep pool", 1, 60, 1, 1, true, /*auto_depth=*/true},
       {"depth 2, 5 chunks per compute task", 2, 20, 2, 6, true, false, 5},
       {"no overlap, whole layer per compute task", 0, kChunksPerLayer, 4, 3, false, false, 64},
+      {"depth 2, pool not registered", 2, 24, 3, 8, true, false, 1, /*register_pool=*/false},
   };
+  // Vectored reads (targets not back to back) are fixed reads only where the kernel has
+  // READV_FIXED; the engine's probe says.
+  auto probe = CreateIoEngine(&s.f->store().device(), {});
+  ASSERT_TRUE(probe.ok()) << probe.status().ToString();
+  const bool vfixed = (*probe)->vectored_fixed_supported();
+  probe->reset();
   std::vector<float> first;
   for (const Config& c : configs) {
     SCOPED_TRACE(c.name);
     KvExecutorStats xs;
-    std::vector<float> merged = RunConfig(s, c, 3, &xs);
+    const store::KvStoreStats before = s.f->kv().stats();
+    bool registered = false;
+    std::vector<float> merged = RunConfig(s, c, 3, &xs, &registered);
+    const store::KvStoreStats& after = s.f->kv().stats();
+    const uint64_t direct = after.read_requests_direct - before.read_requests_direct;
+    const uint64_t fixed = after.read_requests_registered - before.read_requests_registered;
+    EXPECT_GT(direct, 0u);
+    // Every DIRECT read lands in place in the pool: fixed exactly when the pool is registered.
+    if (!registered) {
+      EXPECT_EQ(fixed, 0u);
+    } else if (vfixed) {
+      EXPECT_EQ(fixed, direct);
+    } else {
+      EXPECT_LE(fixed, direct);
+    }
     ASSERT_EQ(merged.size(), 3u * kLayers);
     EXPECT_GT(xs.chunks_page, 0u);
     EXPECT_GT(xs.chunks_direct, 0u);

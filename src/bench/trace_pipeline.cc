@@ -60,6 +60,35 @@ TracePipeline::~TracePipeline() {
   if (staging_registered_) (void)kv_->UnregisterMemory(pool_->arena().data());
 }
 
+uint64_t TracePipeline::wanted_staging_buffers() const {
+  // Depth 0: the whole layer lands before it computes.
+  if (opts_.prefetch_depth == 0) return layer_chunks_;
+  const uint64_t depth = controller_ != nullptr ? controller_->plan().depth
+                                                : static_cast<uint64_t>(opts_.prefetch_depth);
+  return std::max<uint64_t>(1, std::min((depth + 1) * layer_chunks_, budget_buffers_));
+}
+
+Status TracePipeline::ResizeStaging(uint64_t buffers) {
+  if (pool_ != nullptr && pool_->capacity_buffers() == buffers) return Status::OK();
+  // Between steps: every lease is home and the executor's threads are idle, so this thread owns
+  // the KvStore and may change what is registered with its engine.
+  if (pool_ != nullptr) {
+    if (staging_registered_) (void)kv_->UnregisterMemory(pool_->arena().data());
+    staging_registered_ = false;
+    pool_.reset();  // unmapped before the new one is faulted in: never both at once
+  }
+  DB_ASSIGN_OR_RETURN(pool_, StagingPool::Create({.buffer_bytes = executor_->chunk_staging_bytes(),
+                                                  .budget_bytes = buffers * buffer_bytes_}));
+  staging_registered_ = kv_->RegisterMemory(pool_->arena());
+  if (!staging_registered_) {
+    DB_LOG_DEBUG("the %s staging pool is not registered with the KV store's I/O engine; "
+                 "its reads pin their pages per request",
+                 FormatBytes(pool_->capacity_bytes()).c_str());
+  }
+  ++staging_resizes_;
+  return Status::OK();
+}
+
 Result<std::unique_ptr<TracePipeline>> TracePipeline::Create(store::KvStore* kv,
                                                              const TracePipelineOptions& opts) {
   if (opts.prefetch_depth < TracePipelineOptions::kAuto)
@@ -80,42 +109,25 @@ Result<std::unique_ptr<TracePipeline>> TracePipeline::Create(store::KvStore* kv,
   const uint64_t ct = info.geometry.chunk_tokens;
   uint64_t max_tokens = opts.max_tokens;
   for (uint64_t t : info.n_tokens) max_tokens = std::max(max_tokens, t);
-  const uint64_t layer_chunks = std::max<uint64_t>(1, (max_tokens + ct - 1) / ct);
+  p->layer_chunks_ = std::max<uint64_t>(1, (max_tokens + ct - 1) / ct);
   const uint64_t chunk_bytes = p->executor_->chunk_staging_bytes();
-  const uint64_t buffer_bytes = AlignUp(chunk_bytes, 4096);
+  p->buffer_bytes_ = AlignUp(chunk_bytes, 4096);
   p->request_chunks_ = static_cast<uint32_t>(
       std::max<uint64_t>(1, opts.max_request_bytes / p->executor_->kv_part_bytes()));
-  const uint64_t budget_buffers = opts.staging_budget_bytes / buffer_bytes;
-  AdaptiveControllerOptions co;
-  uint64_t buffers = 0;
-  if (opts.prefetch_depth == 0) {
-    buffers = layer_chunks;  // the whole layer lands before it computes
-  } else {
-    const uint64_t layers = opts.prefetch_depth == TracePipelineOptions::kAuto
-                                ? uint64_t{co.max_depth} + 1
-                                : static_cast<uint64_t>(opts.prefetch_depth) + 1;
-    buffers = std::min(layers * layer_chunks, budget_buffers);
-  }
-  if (buffers == 0)
+  p->budget_buffers_ = opts.staging_budget_bytes / p->buffer_bytes_;
+  if (p->budget_buffers_ == 0 && opts.prefetch_depth != 0)
     return Status::InvalidArgument("a staging budget of " + FormatBytes(opts.staging_budget_bytes) +
                                    " does not hold one " + FormatBytes(chunk_bytes) + " chunk");
-  DB_ASSIGN_OR_RETURN(p->pool_, StagingPool::Create({.buffer_bytes = chunk_bytes,
-                                                     .budget_bytes = buffers * buffer_bytes}));
-  // This thread owns the KvStore until the first step (the executor's threads are idle).
-  p->staging_registered_ = kv->RegisterMemory(p->pool_->arena());
-  if (!p->staging_registered_) {
-    DB_LOG_DEBUG("the %s staging pool is not registered with the KV store's I/O engine; "
-                 "its reads pin their pages per request",
-                 FormatBytes(p->pool_->capacity_bytes()).c_str());
-  }
   if (opts.prefetch_depth == TracePipelineOptions::kAuto) {
-    co.layer_bytes = layer_chunks * chunk_bytes;
+    AdaptiveControllerOptions co;
+    co.layer_bytes = p->layer_chunks_ * chunk_bytes;
     co.chunk_bytes = chunk_bytes;
-    co.staging_budget_bytes = p->pool_->capacity_bytes();
+    co.staging_budget_bytes = p->budget_buffers_ * chunk_bytes;  // what the pool may grow to
     co.max_request_bytes = uint64_t{p->request_chunks_} * chunk_bytes;
     co.max_queue_depth = opts.max_queue_depth;
     p->controller_ = std::make_unique<AdaptiveController>(co);
   }
+  DB_RETURN_IF_ERROR(p->ResizeStaging(p->wanted_staging_buffers()));
   p->consumer_ = std::make_unique<Consumer>();
   return p;
 }

@@ -7,12 +7,13 @@
 // Depth: a fixed N >= 1, 0 (no overlap at all: the layer's reads, then its compute, the baseline
 // the pipeline is measured against), or auto (the AdaptiveController, fed every step).
 //
-// Staging: one pool for the whole replay, charged to the memory budget by the caller
-// (staging_bytes()): (depth + 1) layers for a fixed depth and the whole staging budget for auto,
-// capped by that budget; depth 0 needs exactly one layer. The pool's arena is registered with the
-// KvStore's I/O engine for the pipeline's life, so DIRECT reads into it (plain and vectored) go
-// out as fixed-buffer reads, as iobench's do; where the engine refuses, reads pin their pages per
-// request instead, slower but the same bytes.
+// Staging: one pool, charged to the memory budget by the caller (staging_bytes()): (depth + 1)
+// layers, capped by the staging budget; depth 0 needs exactly one layer. With auto the pool
+// follows the controller's depth between steps (wanted_staging_buffers, ResizeStaging), so
+// staging it does not use stays with the page cache: at the same depth auto holds what the fixed
+// depth holds. The pool's arena is registered with the KvStore's I/O engine while it lives, so
+// DIRECT reads into it (plain and vectored) go out as fixed-buffer reads, as iobench's do; where
+// the engine refuses, reads pin their pages per request instead, slower but the same bytes.
 //
 // Thread-safety: one thread calls RunStep; between steps that thread owns the KvStore (Append,
 // SetChunkPath); during a step the executor's I/O thread does, and the callbacks run on the
@@ -66,6 +67,14 @@ class TracePipeline {
   Result<StepStats> RunStep(uint64_t step, uint64_t n_tokens);
 
   uint64_t staging_bytes() const { return pool_->capacity_bytes(); }
+  // Auto depth: the staging the controller's current depth needs, (depth + 1) layers within the
+  // staging budget. Call between steps, with the KvStore's owner thread: ResizeStaging swaps the
+  // pool (unregistering the old one from the store's engine, registering the new), so staging the
+  // controller does not use is memory the page cache can have. Fixed depths never change.
+  uint64_t wanted_staging_buffers() const;
+  uint64_t staging_bytes_for(uint64_t buffers) const { return buffers * buffer_bytes_; }
+  Status ResizeStaging(uint64_t buffers);
+  uint64_t staging_resizes() const { return staging_resizes_; }  // the first pool included
   uint64_t chunk_staging_bytes() const { return executor_->chunk_staging_bytes(); }
   const AdaptiveController* controller() const { return controller_.get(); }
   KvExecutorStats executor_stats() const { return executor_->stats(); }
@@ -84,6 +93,10 @@ class TracePipeline {
   std::unique_ptr<AdaptiveController> controller_;
   std::unique_ptr<Consumer> consumer_;
   bool staging_registered_ = false;  // pool_'s arena is registered with kv_
+  uint64_t layer_chunks_ = 1;        // chunks of the longest layer the replay will hold
+  uint64_t buffer_bytes_ = 0;        // one staging buffer (a chunk, 4 KiB aligned)
+  uint64_t budget_buffers_ = 0;      // the most the staging budget holds
+  uint64_t staging_resizes_ = 0;
   uint32_t n_layer_ = 0;
   uint32_t request_chunks_ = 1;
   // Of the running step; read by the compute thread (set before RunStep starts any task).

@@ -79,6 +79,7 @@ class Replay {
  private:
   Status Open();
   Status Replan();
+  Status FitStaging();
   Status Prefill();
   Status DecodeStep(uint32_t step);
   Status ProbeLayer(uint32_t layer);
@@ -173,6 +174,26 @@ Status Replay::Open() {
   if (probe.ok()) probe_.emplace(std::move(probe).value());
   k_rows_.resize(s_.chunk_tokens * s_.row_bytes() / 2);
   v_rows_.resize(k_rows_.size());
+  return Status::OK();
+}
+
+// Auto depth: the staging pool follows the controller's depth. Memory moves between staging and
+// the PAGE set in the safe order: a shrinking pool is unmapped before the PAGE set may grow into
+// its bytes; a growing pool is charged first, and the PAGE set re-planned (and demoted chunks
+// dropped from the page cache) before the new pool is faulted in.
+Status Replay::FitStaging() {
+  const uint64_t want = pipeline_->wanted_staging_buffers();
+  const uint64_t want_bytes = pipeline_->staging_bytes_for(want);
+  if (want_bytes == pipeline_->staging_bytes()) return Status::OK();
+  if (want_bytes > pipeline_->staging_bytes()) {
+    monitor_->Reserve("pipeline-staging", want_bytes);
+    DB_RETURN_IF_ERROR(Replan());
+    DB_RETURN_IF_ERROR(pipeline_->ResizeStaging(want));
+  } else {
+    DB_RETURN_IF_ERROR(pipeline_->ResizeStaging(want));
+    monitor_->Reserve("pipeline-staging", pipeline_->staging_bytes());
+  }
+  ++r_.staging_resizes;
   return Status::OK();
 }
 
@@ -291,6 +312,9 @@ Status Replay::Consume(uint32_t layer, const store::KvChunkView& v) {
 // because the executor's I/O thread owns the store during the step; the new rows are in the
 // model's hands already, and the next step is the first to read them.
 Status Replay::DecodeStep(uint32_t step) {
+  // The step's time includes its re-plan and any staging change: the engine pays both per token.
+  Stopwatch sw;
+  DB_RETURN_IF_ERROR(FitStaging());
   DB_RETURN_IF_ERROR(Replan());
   const uint64_t n_tokens = layers_[0].n_tokens;
   for (const LayerView& l : layers_) {
@@ -299,7 +323,6 @@ Status Replay::DecodeStep(uint32_t step) {
                                 std::to_string(step));
   }
   consumed_tokens_ = 0;
-  Stopwatch sw;
   DB_ASSIGN_OR_RETURN(StepStats st, pipeline_->RunStep(step, n_tokens));
   if (consumed_tokens_ != uint64_t{s_.n_layer} * n_tokens)
     return Status::Corruption("step " + std::to_string(step) + ": read " +

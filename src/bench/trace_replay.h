@@ -86,6 +86,8 @@ struct TraceReplayResult {
   double overlap_efficiency = 0;
   double io_busy_ms = 0;
   double compute_busy_ms = 0;
+  // Auto depth: times the staging pool followed the controller's depth to a new size.
+  uint64_t staging_resizes = 0;
   double checksum_ms = 0;
   std::string engine;
 };

@@ -130,6 +130,29 @@ TEST_F(TraceReplayTest, EveryDepthReadsEveryRow) {
   }
 }
 
+// Auto depth starts with the staging of depth 1 and grows the pool when the controller reads
+// further ahead (no compute to hide the reads behind: as far as the budget allows), re-planning
+// the PAGE set around it; every row still arrives and checks out.
+TEST_F(TraceReplayTest, AutoStagingFollowsTheControllersDepth) {
+  auto o = Small(path_, KvPolicy::kDual, 8 * kMiB);
+  o.shape.n_layer = 4;
+  o.shape.n_gen = 8;
+  o.prefetch_depth = TraceReplayOptions::kAutoPrefetch;
+  o.compute_us_per_layer = 0;
+  auto r = RunTraceReplay(o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_GE(r->staging_resizes, 1u);
+  EXPECT_GE(r->prefetch_depth, 2u);
+  EXPECT_EQ(r->read_bytes_page + r->read_bytes_direct + r->read_bytes_memory,
+            ExpectedDecodeRowBytes(o.shape));
+  EXPECT_TRUE(r->page_within_headroom);
+  // A fixed depth keeps the pool it started with.
+  o.prefetch_depth = 2;
+  auto fixed = RunTraceReplay(o);
+  ASSERT_TRUE(fixed.ok()) << fixed.status().ToString();
+  EXPECT_EQ(fixed->staging_resizes, 0u);
+}
+
 TEST_F(TraceReplayTest, BadShapesAndTheMemoryPolicyAreClearErrors) {
   auto o = Small(path_, KvPolicy::kDual, 0);
   o.shape.n_layer = 0;
@@ -151,6 +174,7 @@ TEST(TraceReplayResultTest, JsonRoundTripsEveryField) {
   r.read_bytes_direct = 12345;
   r.page_within_headroom = false;
   r.device = "vda";
+  r.staging_resizes = 3;
   auto back = TraceReplayResultFromJson(TraceReplayResultToJson(r));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(back->policy, "dual");
@@ -158,6 +182,7 @@ TEST(TraceReplayResultTest, JsonRoundTripsEveryField) {
   EXPECT_EQ(back->decode_step_ms, r.decode_step_ms);
   EXPECT_EQ(back->read_bytes_direct, 12345u);
   EXPECT_FALSE(back->page_within_headroom);
+  EXPECT_EQ(back->staging_resizes, 3u);
   EXPECT_TRUE(TraceReplayResultFromJson("{}").status().IsCorruption());
   EXPECT_TRUE(TraceReplayResultFromJson("not json").status().IsCorruption());
 }

@@ -122,16 +122,17 @@ void AdaptiveController::Decide() {
       double need = io_us_ / compute_us_ * (1 + opts_.jitter_margin);
       want = static_cast<uint32_t>(std::min<double>(std::ceil(need), opts_.max_depth));
       want = std::max<uint32_t>(want, 1);
-      // Stalls that persist say the model underestimates the I/O: one layer more, unless that
-      // depth has been measured and was no faster than the model's.
-      if (stall_us_ > opts_.stall_tolerance * compute_us_ &&
+      // Stalls that persist at the model's depth (or deeper; at a shallower one they are what
+      // the model's depth is there to remove) say the model underestimates the I/O: one layer
+      // more, unless that depth has been measured and was no faster than the model's.
+      if (decision_.plan.depth >= want && stall_us_ > opts_.stall_tolerance * compute_us_ &&
           !MeasuredNoFaster(std::min(want + 1, opts_.max_depth), want))
         want = want + 1;
       want = std::min(want, opts_.max_depth);
-      // Below ceil(io / compute) the reads cannot keep up; between it and the model's depth,
+      // Well below io / compute the reads cannot keep up; between there and the model's depth,
       // measurement decides.
-      const auto floor_depth = static_cast<uint32_t>(
-          std::clamp<double>(std::ceil(io_us_ / compute_us_), 1, want));
+      const auto floor_depth = static_cast<uint32_t>(std::clamp<double>(
+          std::ceil(io_us_ / compute_us_ / (1 + opts_.jitter_margin)), 1, want));
       want = MeasuredChoice(floor_depth, want);
     }
   }

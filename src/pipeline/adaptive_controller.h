@@ -9,18 +9,21 @@
 //                  d hides the I/O once d * compute >= io * (1 + jitter_margin):
 //                  want = ceil(ratio * (1 + jitter_margin)), at least 1 while there is any I/O
 //                  (0 when io < 1% of compute: everything came from memory).
-//   stall feedback: when the smoothed stall per layer still exceeds stall_tolerance * compute,
-//                  want grows by one over the model (the model underestimates queueing), unless
-//                  that depth has been measured and was no faster (below).
+//   stall feedback: when the smoothed stall per layer still exceeds stall_tolerance * compute
+//                  while running at the model's depth (or deeper), want grows by one over the
+//                  model (the model underestimates queueing), unless that depth has been
+//                  measured and was no faster (below).
 //   measured choice: the controller keeps, per depth it has run, the per-layer critical path
 //                  (compute + stall) of its last few steps; a depth's cost is the least of them
 //                  (one slow step, a hiccup of the shared machine, does not condemn a depth),
 //                  and it is judged once min_samples_to_judge steps have fed it and while its
 //                  newest sample is at most rejudge_after_steps old. Once the model's depth is
 //                  judged, the controller takes the shallowest judged depth between
-//                  ceil(io / compute) (below that the reads cannot keep up, whatever the
-//                  measurements say) and the model's depth whose cost is within min_depth_gain
-//                  of the cheapest there: the least staging memory that is as fast. Where
+//                  ceil(ratio / (1 + jitter_margin)) (well below that the reads cannot keep up,
+//                  whatever the measurements say; the margin because I/O busy time, measured
+//                  while reads wait for buffers behind compute, overstates the reads' own time)
+//                  and the model's depth whose cost is within min_depth_gain of the cheapest
+//                  there: the least staging memory that is as fast. Where
 //                  reads cost CPU (page-cache copies on a machine with few cores), reading
 //                  further ahead competes with compute instead of hiding behind it, and only
 //                  measuring shows that. The run's first step is left out of the costs: it
@@ -67,8 +70,12 @@ struct AdaptiveControllerOptions {
   uint32_t grow_after = 3;
   double grow_margin_layers = 0.5;
   uint32_t min_samples_to_judge = 2;  // steps run at a depth before its cost is trusted
-  double min_depth_gain = 0.03;       // a deeper depth must cut the critical path by this much
-  uint32_t rejudge_after_steps = 16;  // a depth's cost older than this is measured again
+  // A deeper depth must cut the critical path by this much to be worth its staging: within it,
+  // the shallower one is as fast (5%: about the step-to-step noise of a shared machine).
+  double min_depth_gain = 0.05;
+  // A depth's cost older than this is measured again: conditions drift (other work on the
+  // machine, the page cache), and a cost measured long ago would be compared with a fresh one.
+  uint32_t rejudge_after_steps = 12;
 };
 
 struct PipelinePlan {

@@ -10,7 +10,9 @@
 #
 #   bench/pipeline_bench.sh [BUILD_DIR] [extra bench flags...]
 #
-# GEN (decode steps, default 8), REPEAT (runs per point, interleaved; default 3), BUDGETS and
+# GEN (decode steps, default 16: auto measures the depths it weighs for a few steps each, and the
+# median step should be the depth it settles on), REPEAT (runs per point, interleaved; default 3),
+# BUDGETS and
 # STORE (default dualblade-data/trace.store, created and written once on first use) may be set
 # in the environment.
 set -euo pipefail
@@ -22,7 +24,7 @@ bin="$build/src/cli/dualblade"
 out="${OUT_DIR:-$root/bench-results}"
 mkdir -p "$out"
 cmd=("$bin" bench --trace --layers 16 --kv-heads 8 --head-dim 64 --ctx 16384
-     --gen "${GEN:-8}" --budgets "${BUDGETS:-128M,256M,512M,768M,1G}"
+     --gen "${GEN:-16}" --budgets "${BUDGETS:-128M,256M,512M,768M,1G}"
      --pipeline-sweep --sweep-depths 1,2,4,8 --repeat "${REPEAT:-3}"
      --kv-store "${STORE:-dualblade-data/trace.store}"
      --json "$out/pipeline_bench.json" --md "$out/pipeline_bench.md" "$@")

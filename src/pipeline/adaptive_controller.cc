@@ -30,10 +30,10 @@ AdaptiveController::AdaptiveController(const AdaptiveControllerOptions& opts) : 
 void AdaptiveController::Observe(double io_us_per_layer, double compute_us_per_layer,
                                  double stall_us_per_layer) {
   ++observations_;
-  // The step just observed ran at the current plan's depth. The first step of a run is slow at
-  // any depth (cold caches, the prefill's writeback): it feeds the model, not the depth's cost.
+  // The step just observed ran at the current plan's depth. Warm-up steps feed the model, not
+  // the depth's cost.
   const uint32_t ran = decision_.plan.depth;
-  if (observations_ > 1) {
+  if (observations_ > opts_.warmup_steps) {
     if (costs_.size() <= ran) costs_.resize(ran + 1);
     DepthCosts& c = costs_[ran];
     // A cost gone stale is measured afresh: the old samples describe another moment.
@@ -125,8 +125,11 @@ void AdaptiveController::Decide() {
       // Stalls that persist at the model's depth (or deeper; at a shallower one they are what
       // the model's depth is there to remove) say the model underestimates the I/O: one layer
       // more, unless that depth has been measured and was no faster than the model's.
+      // Nor when the model's depth was measured no faster than a shallower one: where one more
+      // layer did not help, the next will not either (the stall is not the reads' latency).
       if (decision_.plan.depth >= want && stall_us_ > opts_.stall_tolerance * compute_us_ &&
-          !MeasuredNoFaster(std::min(want + 1, opts_.max_depth), want))
+          !MeasuredNoFaster(std::min(want + 1, opts_.max_depth), want) &&
+          !(want > 1 && MeasuredNoFaster(want, want - 1)))
         want = want + 1;
       want = std::min(want, opts_.max_depth);
       // Well below io / compute the reads cannot keep up; between there and the model's depth,
@@ -152,7 +155,11 @@ void AdaptiveController::Decide() {
     bool roomy = headroom_bytes_ == UINT64_MAX ||
                  static_cast<double>(headroom_bytes_) >= need_bytes;
     grow_votes_ = roomy ? grow_votes_ + 1 : 0;
-    if (grow_votes_ < opts_.grow_after) {
+    // Not before the depth running has been judged after the warm-up: a deeper depth measured
+    // later would otherwise be compared with the warm-up's slow steps.
+    const bool judged_here =
+        observations_ >= uint64_t{opts_.warmup_steps} + opts_.min_samples_to_judge;
+    if (grow_votes_ < opts_.grow_after || !judged_here) {
       depth = current;
       d.held_by_hysteresis = true;
     } else {

@@ -26,8 +26,10 @@
 //                  there: the least staging memory that is as fast. Where
 //                  reads cost CPU (page-cache copies on a machine with few cores), reading
 //                  further ahead competes with compute instead of hiding behind it, and only
-//                  measuring shows that. The run's first step is left out of the costs: it
-//                  pays for cold caches and the writeback of the prefill, at whatever depth.
+//                  measuring shows that. The run's first warmup_steps steps are left out of
+//                  the costs (cold caches, the prefill's writeback: slow at whatever depth), and
+//                  the depth grows only once the depth running has been judged after them, so
+//                  the comparison is never against a warm-up.
 //   memory cap   = floor(available / layer_bytes), available = min(staging budget, headroom
 //                  reported by the memory monitor). Depth never exceeds it. A staging budget
 //                  shorter than one layer still allows depth 1 while the headroom covers it
@@ -70,6 +72,10 @@ struct AdaptiveControllerOptions {
   uint32_t grow_after = 3;
   double grow_margin_layers = 0.5;
   uint32_t min_samples_to_judge = 2;  // steps run at a depth before its cost is trusted
+  // The first steps of a run are slow at any depth (cold caches, the prefill's writeback still
+  // going, a pool being faulted in): they feed the model but no depth's cost, and the depth
+  // does not grow before the one running has been judged after them.
+  uint32_t warmup_steps = 3;
   // A deeper depth must cut the critical path by this much to be worth its staging: within it,
   // the shallower one is as fast (5%: about the step-to-step noise of a shared machine).
   double min_depth_gain = 0.05;

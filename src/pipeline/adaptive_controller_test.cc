@@ -16,6 +16,7 @@ AdaptiveControllerOptions Opts(uint64_t budget) {
   o.layer_bytes = kLayer;
   o.chunk_bytes = kChunk;
   o.staging_budget_bytes = budget;
+  o.warmup_steps = 0;  // scripted readings have no warm-up; see WarmUpStepsAreNotJudged
   return o;
 }
 
@@ -107,6 +108,27 @@ TEST(AdaptiveControllerTest, StaleMeasurementsAreTakenAgain) {
   }
   EXPECT_NE(std::find(depths.begin(), depths.end(), 2u), depths.end());
   EXPECT_EQ(c.plan().depth, 2u);
+}
+
+// The first steps of a run are slow at any depth. They must not make depth 1 look worse than a
+// deeper depth measured after them: no cost is taken from them, and the depth grows only once
+// depth 1 has been measured after them.
+TEST(AdaptiveControllerTest, WarmUpStepsAreNotJudged) {
+  AdaptiveControllerOptions o = Opts(16 * kLayer);
+  o.warmup_steps = 3;
+  AdaptiveController c(o);
+  std::vector<uint32_t> depths;
+  for (int i = 0; i < 14; ++i) {
+    const uint32_t d = c.plan().depth;
+    depths.push_back(d);
+    // Warm-up: three slow steps. After it, depth 2 is no faster than depth 1.
+    const double stall = i < 3 ? 1500 : (d == 1 ? 20 : 10);
+    c.Observe(1000, 1000, stall);
+  }
+  // Depth 1 through the warm-up and for two measured steps after it, then the model's depth 2.
+  EXPECT_EQ(std::count(depths.begin(), depths.begin() + 5, 1u), 5);
+  EXPECT_NE(std::find(depths.begin(), depths.end(), 2u), depths.end());
+  EXPECT_EQ(c.plan().depth, 1u);
 }
 
 TEST(AdaptiveControllerTest, NoIoMeansNoPrefetch) {

@@ -85,17 +85,16 @@ TEST(PipelineDepthTest, PressureShrinksDepthAndClearingGrowsItBack) {
   SimHarness h(cfg, 8 * layer_bytes, {}, true);
   StepStats stats;
   for (uint64_t step = 0; step < 8; ++step) ASSERT_TRUE(h.RunStep(step, &stats).ok());
-  // The depth the controller settled on (every depth from 3 reads at the device's pace here, so
-  // it keeps the smallest that does).
-  uint32_t unpressured = h.controller()->plan().depth;
-  EXPECT_GE(unpressured, 3u);
+  // Several layers ahead (every depth from 3 reads at the device's pace here; the controller
+  // keeps the smallest such, and now and then measures one more).
+  EXPECT_GE(stats.depth, 3u);
   h.controller()->SetHeadroom(layer_bytes + layer_bytes / 2);
   ASSERT_TRUE(h.RunStep(8, &stats).ok());
   EXPECT_EQ(stats.depth, 1u);
   EXPECT_TRUE(h.pool().full());
   h.controller()->SetHeadroom(UINT64_MAX);
   for (uint64_t step = 9; step < 14; ++step) ASSERT_TRUE(h.RunStep(step, &stats).ok());
-  EXPECT_EQ(stats.depth, unpressured);
+  EXPECT_GE(stats.depth, 3u);  // grown back
 }
 
 }  // namespace

@@ -79,7 +79,8 @@ struct TraceRatios {
 };
 
 struct TraceBenchReport {
-  double iobench_peak_bytes_per_s = 0;
+  double iobench_peak_bytes_per_s = 0;  // the median of the measurements (or the one given)
+  std::vector<double> iobench_peak_runs_bytes_per_s;  // one per budget when measured
   std::string device;
   std::string store_path;
   std::vector<TracePoint> points;
@@ -87,6 +88,8 @@ struct TraceBenchReport {
 };
 
 TraceRatios ComputeTraceRatios(const std::vector<TracePoint>& points);
+// Decode-phase device read bandwidth of R over PEAK (0 when either is unknown).
+double SsdBwFraction(const TraceReplayResult& r, double peak);
 
 // Runs every point; PROGRESS (optional) sees each as it finishes. Errors: the store cannot be
 // opened, the iobench peak cannot be measured, or a cgroup cannot be created (the reason from

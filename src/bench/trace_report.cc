@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/trace_bench.h"
+
+#include <algorithm>
 #include "common/units.h"
 
 namespace dualblade {
@@ -30,6 +32,7 @@ std::string OptFmt(const std::optional<double>& v) {
 std::string TraceBenchJson(const TraceBenchReport& rep, const TraceShape& shape) {
   nlohmann::json j;
   j["iobench_peak_bytes_per_s"] = rep.iobench_peak_bytes_per_s;
+  j["iobench_peak_runs_bytes_per_s"] = rep.iobench_peak_runs_bytes_per_s;
   j["device"] = rep.device;
   j["store"] = rep.store_path;
   j["shape"] = {{"n_layer", shape.n_layer},         {"n_head_kv", shape.n_head_kv},
@@ -96,7 +99,14 @@ std::string TraceBenchMarkdown(const TraceBenchReport& rep, const TraceShape& sh
         std::to_string(shape.n_ctx) + " tokens (" + FormatBytes(shape.kv_bytes()) +
         " of KV), " + std::to_string(shape.n_gen) + " decode steps, " +
         std::to_string(shape.chunk_tokens) + "-token chunks. Device " + rep.device +
-        ", iobench peak " + FormatBandwidth(rep.iobench_peak_bytes_per_s) + ".\n\n";
+        ", iobench peak " + FormatBandwidth(rep.iobench_peak_bytes_per_s);
+  if (rep.iobench_peak_runs_bytes_per_s.size() > 1) {
+    const auto [lo, hi] = std::minmax_element(rep.iobench_peak_runs_bytes_per_s.begin(),
+                                              rep.iobench_peak_runs_bytes_per_s.end());
+    md += " (median of " + std::to_string(rep.iobench_peak_runs_bytes_per_s.size()) +
+          " measurements, " + FormatBandwidth(*lo) + " to " + FormatBandwidth(*hi) + ")";
+  }
+  md += ".\n\n";
   md += "| policy | budget | prefill ms | step p50 ms | step p99 ms | read page | read direct | "
         "device read | busy ms | SSD bw / peak | hit ratio | PAGE set max | peak mem | OOM |\n";
   md += "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "

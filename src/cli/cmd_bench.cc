@@ -198,8 +198,9 @@ Status RunBench(const BenchArgs& a) {
     }
     std::fflush(stdout);
   }));
-  std::printf("device %s, iobench peak %s\n", rep.device.c_str(),
-              FormatBandwidth(rep.iobench_peak_bytes_per_s).c_str());
+  std::printf("device %s, iobench peak %s (median of %zu)\n", rep.device.c_str(),
+              FormatBandwidth(rep.iobench_peak_bytes_per_s).c_str(),
+              rep.iobench_peak_runs_bytes_per_s.size());
   DB_RETURN_IF_ERROR(WriteFile(a.json, TraceBenchJson(rep, s) + "\n"));
   if (!a.md.empty()) DB_RETURN_IF_ERROR(WriteFile(a.md, TraceBenchMarkdown(rep, s)));
   auto line = [](const char* name, const std::optional<double>& v) {
@@ -251,7 +252,9 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--iobench-qd", a->iobench_qd, "Queue depth of the peak measurement")
       ->capture_default_str();
-  cmd->add_option("--iobench-seconds", a->iobench_seconds, "Length of the peak measurement")
+  cmd->add_option("--iobench-seconds", a->iobench_seconds,
+                  "Length of each peak measurement (one before each budget's runs; the median "
+                  "is the yardstick)")
       ->capture_default_str();
   cmd->add_flag("--verify-checksums", a->verify, "Verify every chunk's xxHash on read");
   cmd->add_option("--repeat", a->repeat,

@@ -142,6 +142,11 @@ Status KvStoreExecutor::RunCompute(const ComputeTask& task) {
   return Status::OK();
 }
 
+bool KvStoreExecutor::IsDirect(const Read& r) const {
+  Result<store::KvPath> path = kv_->ChunkPath(opts_.seq, r.req.layer, r.req.first_chunk);
+  return !path.ok() || *path == store::KvPath::kDirect;
+}
+
 void KvStoreExecutor::IoLoop() {
   uint64_t seen_cancel_gen = 0;
   std::unique_lock<std::mutex> lock(mu_);
@@ -162,12 +167,13 @@ void KvStoreExecutor::IoLoop() {
       seen_cancel_gen = cancel_gen;
       CancelBefore(cancel_gen, &fresh);
     }
-    // DIRECT reads first: their requests reach the device queue before the page-cache copies,
-    // which the kernel does inline at submission on this thread, so the device reads while the
-    // CPU copies instead of after. Buffers are leased already, so the order changes nothing else.
-    std::stable_partition(fresh.begin(), fresh.end(), [&](const Read& r) {
-      Result<store::KvPath> path = kv_->ChunkPath(opts_.seq, r.req.layer, r.req.first_chunk);
-      return !path.ok() || *path == store::KvPath::kDirect;
+    // Within each layer, DIRECT reads first: their requests reach the device queue before the
+    // page-cache copies, which the kernel does inline at submission on this thread, so the
+    // device reads while the CPU copies instead of after. Layers keep their order: a later
+    // layer's DIRECT reads must not take the engine's queue from the computing layer's copies.
+    std::stable_sort(fresh.begin(), fresh.end(), [&](const Read& a, const Read& b) {
+      if (a.req.layer != b.req.layer) return a.req.layer < b.req.layer;
+      return IsDirect(a) && !IsDirect(b);
     });
     for (Read& r : fresh) {
       Begin(r);

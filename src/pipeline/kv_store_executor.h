@@ -129,6 +129,7 @@ class KvStoreExecutor final : public PipelineExecutor {
   void ComputeLoop();
   Status RunCompute(const ComputeTask& task);
   // I/O thread helpers.
+  bool IsDirect(const Read& r) const;  // the read's first chunk is on the DIRECT path
   void Begin(Read& r);
   void PollRead(Read& r, bool wait);
   void Land(Read& r, const store::KvChunkView& v);

@@ -209,11 +209,7 @@ Result<TraceBenchReport> RunTraceBench(const TraceBenchOptions& opts,
   // fraction uses the median of those measurements.
   const bool measure_peak = opts.iobench_peak_bytes_per_s <= 0;
   std::vector<double>& peaks = rep.iobench_peak_runs_bytes_per_s;
-  auto median_peak = [&] {
-    std::vector<double> v = peaks;
-    std::sort(v.begin(), v.end());
-    return v[(v.size() - 1) / 2];
-  };
+  auto median_peak = [&] { return Percentile(peaks, 0.5); };
   if (!measure_peak) peaks.push_back(opts.iobench_peak_bytes_per_s);
   if (opts.repeat == 0) return Status::InvalidArgument("--repeat must be at least 1");
   // Budgets outer, then rounds, policies inner: drift of a shared machine over the run then

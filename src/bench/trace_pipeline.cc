@@ -57,7 +57,14 @@ TracePipeline::~TracePipeline() {
                static_cast<unsigned long long>(st.read_requests_registered),
                static_cast<unsigned long long>(st.read_requests_direct),
                staging_registered_ ? "" : "not ");
+  DropStaging();
+}
+
+void TracePipeline::DropStaging() {
+  if (pool_ == nullptr) return;
   if (staging_registered_) (void)kv_->UnregisterMemory(pool_->arena().data());
+  staging_registered_ = false;
+  pool_.reset();
 }
 
 uint64_t TracePipeline::wanted_staging_buffers() const {
@@ -72,11 +79,7 @@ Status TracePipeline::ResizeStaging(uint64_t buffers) {
   if (pool_ != nullptr && pool_->capacity_buffers() == buffers) return Status::OK();
   // Between steps: every lease is home and the executor's threads are idle, so this thread owns
   // the KvStore and may change what is registered with its engine.
-  if (pool_ != nullptr) {
-    if (staging_registered_) (void)kv_->UnregisterMemory(pool_->arena().data());
-    staging_registered_ = false;
-    pool_.reset();  // unmapped before the new one is faulted in: never both at once
-  }
+  DropStaging();  // unmapped before the new one is faulted in: never both at once
   DB_ASSIGN_OR_RETURN(pool_, StagingPool::Create({.buffer_bytes = executor_->chunk_staging_bytes(),
                                                   .budget_bytes = buffers * buffer_bytes_}));
   staging_registered_ = kv_->RegisterMemory(pool_->arena());
@@ -85,7 +88,6 @@ Status TracePipeline::ResizeStaging(uint64_t buffers) {
                  "its reads pin their pages per request",
                  FormatBytes(pool_->capacity_bytes()).c_str());
   }
-  ++staging_resizes_;
   return Status::OK();
 }
 

@@ -74,17 +74,16 @@ class TracePipeline {
   uint64_t wanted_staging_buffers() const;
   uint64_t staging_bytes_for(uint64_t buffers) const { return buffers * buffer_bytes_; }
   Status ResizeStaging(uint64_t buffers);
-  uint64_t staging_resizes() const { return staging_resizes_; }  // the first pool included
   uint64_t chunk_staging_bytes() const { return executor_->chunk_staging_bytes(); }
   const AdaptiveController* controller() const { return controller_.get(); }
   KvExecutorStats executor_stats() const { return executor_->stats(); }
-  // Whether the KvStore took the staging pool's arena (see the file comment).
-  bool staging_registered() const { return staging_registered_; }
 
  private:
   class Consumer;
   TracePipeline(store::KvStore* kv, const TracePipelineOptions& opts);
   Status Compute(const KvComputeUnit& unit, std::span<const uint8_t> data);
+  // Unregisters the pool from the store's engine (this thread must own the KvStore) and unmaps it.
+  void DropStaging();
 
   store::KvStore* kv_;
   TracePipelineOptions opts_;
@@ -96,7 +95,6 @@ class TracePipeline {
   uint64_t layer_chunks_ = 1;        // chunks of the longest layer the replay will hold
   uint64_t buffer_bytes_ = 0;        // one staging buffer (a chunk, 4 KiB aligned)
   uint64_t budget_buffers_ = 0;      // the most the staging budget holds
-  uint64_t staging_resizes_ = 0;
   uint32_t n_layer_ = 0;
   uint32_t request_chunks_ = 1;
   // Of the running step; read by the compute thread (set before RunStep starts any task).

@@ -1,12 +1,11 @@
 // The KV-trace benchmark's reports: the `bench --json` object (fields as DESIGN.md lists them,
 // plus extras) and a Markdown table.
+#include <algorithm>
 #include <cstdio>
 
 #include <nlohmann/json.hpp>
 
 #include "bench/trace_bench.h"
-
-#include <algorithm>
 #include "common/units.h"
 
 namespace dualblade {

@@ -145,21 +145,11 @@ class IoUringEngine final : public IoEngine {
     if (buf == nullptr || len_bytes == 0 || len_bytes > kMaxRegisteredBytes ||
         buffers_.size() >= kMaxRegisteredBuffers)
       return false;
-    // The table is replaced as a whole: the ring is idle, so nothing uses the old one.
+    std::vector<iovec> previous = buffers_;
     std::vector<iovec> next = buffers_;
     next.push_back({buf, static_cast<size_t>(len_bytes)});
-    if (!buffers_.empty()) io_uring_unregister_buffers(&ring_);
-    int r = io_uring_register_buffers(&ring_, next.data(), static_cast<unsigned>(next.size()));
-    if (r == 0) {
-      buffers_ = std::move(next);
-      return true;
-    }
-    DB_LOG_DEBUG("io_uring_register_buffers failed (%s); requests pin their pages instead",
-                 std::strerror(-r));
-    if (!buffers_.empty() &&
-        io_uring_register_buffers(&ring_, buffers_.data(),
-                                  static_cast<unsigned>(buffers_.size())) != 0)
-      buffers_.clear();
+    if (ReplaceBufferTable(std::move(next))) return true;
+    (void)ReplaceBufferTable(std::move(previous));  // the others as before, if the kernel lets us
     return false;
   }
 
@@ -168,19 +158,11 @@ class IoUringEngine final : public IoEngine {
     auto it = std::find_if(buffers_.begin(), buffers_.end(),
                            [&](const iovec& b) { return b.iov_base == buf; });
     if (it == buffers_.end()) return false;
-    // No call drops one entry of the table in liburing 2.3: drop the table, register the rest.
-    buffers_.erase(it);
-    io_uring_unregister_buffers(&ring_);
-    if (!buffers_.empty()) {
-      int r = io_uring_register_buffers(&ring_, buffers_.data(),
-                                        static_cast<unsigned>(buffers_.size()));
-      if (r != 0) {
-        // Correct either way: requests into the others pin their pages again.
-        DB_LOG_DEBUG("re-registering %zu buffers failed (%s); requests pin their pages instead",
-                     buffers_.size(), std::strerror(-r));
-        buffers_.clear();
-      }
-    }
+    std::vector<iovec> rest = buffers_;
+    rest.erase(rest.begin() + (it - buffers_.begin()));
+    // Whether or not the rest could be registered again, buf is not registered any more:
+    // requests into memory that is not pin their pages, correct either way.
+    (void)ReplaceBufferTable(std::move(rest));
     return true;
   }
 
@@ -296,6 +278,23 @@ class IoUringEngine final : public IoEngine {
     if (fixed_files_) sqe->flags |= IOSQE_FIXED_FILE;
     io_uring_sqe_set_data64(sqe, s);
     ++prepared_;
+    return true;
+  }
+
+  // Replaces the registered-buffer table by NEXT (liburing 2.3 has no call that adds or drops one
+  // entry: the table goes as a whole, which is safe while the ring is idle). On failure nothing
+  // is registered and false is returned.
+  bool ReplaceBufferTable(std::vector<iovec> next) {
+    if (!buffers_.empty()) io_uring_unregister_buffers(&ring_);
+    buffers_.clear();
+    if (next.empty()) return true;
+    int r = io_uring_register_buffers(&ring_, next.data(), static_cast<unsigned>(next.size()));
+    if (r != 0) {
+      DB_LOG_DEBUG("io_uring_register_buffers of %zu buffers failed (%s); requests pin their "
+                   "pages instead", next.size(), std::strerror(-r));
+      return false;
+    }
+    buffers_ = std::move(next);
     return true;
   }
 

@@ -83,13 +83,16 @@ bool AdaptiveController::MeasuredNoFaster(uint32_t deeper, uint32_t shallower) c
 }
 
 uint32_t AdaptiveController::MeasuredChoice(uint32_t lo, uint32_t hi) const {
-  if (lo >= hi || !JudgedCost(hi)) return hi;
-  double best = *JudgedCost(hi);
+  const std::optional<double> hi_cost = JudgedCost(hi);
+  if (lo >= hi || !hi_cost) return hi;
+  std::vector<std::optional<double>> cost;  // of lo .. hi - 1
+  double best = *hi_cost;
   for (uint32_t d = lo; d < hi; ++d) {
-    if (std::optional<double> c = JudgedCost(d)) best = std::min(best, *c);
+    cost.push_back(JudgedCost(d));
+    if (cost.back()) best = std::min(best, *cost.back());
   }
   for (uint32_t d = lo; d < hi; ++d) {
-    std::optional<double> c = JudgedCost(d);
+    const std::optional<double>& c = cost[d - lo];
     if (c && *c * (1 - opts_.min_depth_gain) <= best) return d;
   }
   return hi;

@@ -142,11 +142,6 @@ Status KvStoreExecutor::RunCompute(const ComputeTask& task) {
   return Status::OK();
 }
 
-bool KvStoreExecutor::IsDirect(const Read& r) const {
-  Result<store::KvPath> path = kv_->ChunkPath(opts_.seq, r.req.layer, r.req.first_chunk);
-  return !path.ok() || *path == store::KvPath::kDirect;
-}
-
 void KvStoreExecutor::IoLoop() {
   uint64_t seen_cancel_gen = 0;
   std::unique_lock<std::mutex> lock(mu_);
@@ -171,9 +166,13 @@ void KvStoreExecutor::IoLoop() {
     // page-cache copies, which the kernel does inline at submission on this thread, so the
     // device reads while the CPU copies instead of after. Layers keep their order: a later
     // layer's DIRECT reads must not take the engine's queue from the computing layer's copies.
-    std::stable_sort(fresh.begin(), fresh.end(), [&](const Read& a, const Read& b) {
+    for (Read& r : fresh) {
+      Result<store::KvPath> path = kv_->ChunkPath(opts_.seq, r.req.layer, r.req.first_chunk);
+      r.direct = !path.ok() || *path == store::KvPath::kDirect;
+    }
+    std::stable_sort(fresh.begin(), fresh.end(), [](const Read& a, const Read& b) {
       if (a.req.layer != b.req.layer) return a.req.layer < b.req.layer;
-      return IsDirect(a) && !IsDirect(b);
+      return a.direct && !b.direct;
     });
     for (Read& r : fresh) {
       Begin(r);

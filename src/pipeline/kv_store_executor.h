@@ -117,6 +117,7 @@ class KvStoreExecutor final : public PipelineExecutor {
     uint64_t token = 0;
     uint64_t cancel_gen = 0;  // CancelReads calls before this read started
     ReadRequest req;
+    bool direct = true;  // its first chunk is on the DIRECT path (for the submission order)
     std::unique_ptr<store::KvReadBatch> batch;
     uint64_t token_begin = 0, token_end = 0;
     std::vector<uint8_t> landed;  // per chunk of the request
@@ -129,7 +130,6 @@ class KvStoreExecutor final : public PipelineExecutor {
   void ComputeLoop();
   Status RunCompute(const ComputeTask& task);
   // I/O thread helpers.
-  bool IsDirect(const Read& r) const;  // the read's first chunk is on the DIRECT path
   void Begin(Read& r);
   void PollRead(Read& r, bool wait);
   void Land(Read& r, const store::KvChunkView& v);

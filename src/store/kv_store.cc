@@ -87,9 +87,7 @@ KvStoreImpl::KvStoreImpl(Store* store, const KvStoreOptions& opts,
 
 KvStoreImpl::~KvStoreImpl() {
   // Requests in the kernel point at buffers owned here: wait for them before anything is freed.
-  while (engine_->outstanding() > 0) {
-    if (!ReapSome(1).ok()) break;
-  }
+  (void)DrainEngine();
 }
 
 Status KvStoreImpl::ReapSome(size_t min_complete) {

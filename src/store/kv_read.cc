@@ -150,6 +150,8 @@ class ReadBatchImpl final : public KvReadBatch {
     return in_kernel_ == 0 && (!failed_.ok() || (mem_done_ && delivered_units_ == units_.size()));
   }
   size_t pending_chunks() const override { return pending_chunks_; }
+  // Enqueues the units that staging allows with the engine; returns how many.
+  size_t SubmitMore();
 
   void UnitDone(ReadUnit* u) {
     --in_kernel_;
@@ -157,8 +159,6 @@ class ReadBatchImpl final : public KvReadBatch {
   }
 
  private:
-  // Enqueues the units that staging allows; returns how many.
-  size_t SubmitMore();
   size_t Deliver(ReadUnit* u, const KvChunkFn& fn);
 
   KvStoreImpl* store_;
@@ -451,6 +451,7 @@ Result<std::unique_ptr<KvReadBatch>> KvStoreImpl::StartRead(std::span<const KvRa
   RegisterIdleArenas();
   auto batch = std::make_unique<ReadBatchImpl>(this);
   DB_RETURN_IF_ERROR(batch->Plan(ranges, nullptr));
+  batch->SubmitMore();
   return std::unique_ptr<KvReadBatch>(std::move(batch));
 }
 
@@ -459,6 +460,9 @@ Result<std::unique_ptr<KvReadBatch>> KvStoreImpl::StartReadInto(std::span<const 
   RegisterIdleArenas();
   auto batch = std::make_unique<ReadBatchImpl>(this);
   DB_RETURN_IF_ERROR(batch->Plan(ranges, &targets));
+  // Queued with the engine now, sent to the kernel by the next Poll of any batch: a caller that
+  // starts several batches before polling submits them all in one system call.
+  batch->SubmitMore();
   return std::unique_ptr<KvReadBatch>(std::move(batch));
 }
 

@@ -150,8 +150,9 @@ class ReadBatchImpl final : public KvReadBatch {
     return in_kernel_ == 0 && (!failed_.ok() || (mem_done_ && delivered_units_ == units_.size()));
   }
   size_t pending_chunks() const override { return pending_chunks_; }
-  // Enqueues the units that staging allows with the engine; returns how many.
-  size_t SubmitMore();
+  // Enqueues the units that staging allows with the engine, in plan order; with direct_only, up
+  // to the first PAGE unit. Returns how many.
+  size_t SubmitMore(bool direct_only = false);
 
   void UnitDone(ReadUnit* u) {
     --in_kernel_;
@@ -311,12 +312,13 @@ Status ReadBatchImpl::Plan(std::span<const KvRange> ranges, const KvTargetFn* ta
   return Status::OK();
 }
 
-size_t ReadBatchImpl::SubmitMore() {
+size_t ReadBatchImpl::SubmitMore(bool direct_only) {
   size_t submitted = 0;
   const uint64_t limit = store_->options().read_staging_bytes;
   KvStoreStats& st = store_->mutable_stats();
   while (failed_.ok() && next_submit_ < units_.size()) {
     ReadUnit* u = units_[next_submit_].get();
+    if (direct_only && u->source != KvSource::kDirect) return submitted;
     const uint64_t len = u->n_chunks * u->part_bytes;
     const IoPath path = u->source == KvSource::kDirect ? IoPath::kDirect : IoPath::kBuffered;
     auto prepare = [&](IoRequest& r, uint64_t offset, uint8_t* buf, uint64_t n) {
@@ -451,7 +453,7 @@ Result<std::unique_ptr<KvReadBatch>> KvStoreImpl::StartRead(std::span<const KvRa
   RegisterIdleArenas();
   auto batch = std::make_unique<ReadBatchImpl>(this);
   DB_RETURN_IF_ERROR(batch->Plan(ranges, nullptr));
-  batch->SubmitMore();
+  batch->SubmitMore(/*direct_only=*/true);
   return std::unique_ptr<KvReadBatch>(std::move(batch));
 }
 
@@ -460,9 +462,12 @@ Result<std::unique_ptr<KvReadBatch>> KvStoreImpl::StartReadInto(std::span<const 
   RegisterIdleArenas();
   auto batch = std::make_unique<ReadBatchImpl>(this);
   DB_RETURN_IF_ERROR(batch->Plan(ranges, &targets));
-  // Queued with the engine now, sent to the kernel by the next Poll of any batch: a caller that
-  // starts several batches before polling submits them all in one system call.
-  batch->SubmitMore();
+  // DIRECT runs are queued with the engine now and go to the kernel with the next Poll of any
+  // batch: a caller that starts several batches before polling submits them in one system call.
+  // PAGE runs wait for this batch's own Poll: the kernel copies cached pages inline at
+  // submission, on the submitting thread, so queued early they would hold back the delivery of
+  // whatever the caller polls before this batch.
+  batch->SubmitMore(/*direct_only=*/true);
   return std::unique_ptr<KvReadBatch>(std::move(batch));
 }
 

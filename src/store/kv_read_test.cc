@@ -67,6 +67,50 @@ TEST(KvReadTest, AdjacentChunksCoalesceUpToMaxRequestBytes) {
   }
 }
 
+// StartRead queues a batch's DIRECT requests with the engine at once (a caller that starts
+// several batches sends them to the kernel in one system call at its next Poll), but not its
+// PAGE requests: the kernel copies cached pages inline at submission, which would hold back
+// whatever the caller polls first. Each batch still delivers exactly its own rows.
+TEST(KvReadTest, StartQueuesDirectRequestsAndPollQueuesPageRequests) {
+  TempDir dir;
+  auto f = KvFixture::Create(dir.File("s.img"), 64 * kMiB, {.max_request_bytes = 2 * kPartBytes});
+  ASSERT_TRUE(f);
+  std::mt19937_64 rng(13);
+  const KvGeometry g = Geo(2, 64);
+  const SeqId id = f->kv().CreateSequence(g, "m").value();
+  RefSequence ref(g);
+  for (uint32_t l = 0; l < 2; ++l) ASSERT_TRUE(AppendRandom(f->kv(), id, ref, l, 64, rng).ok());
+  ASSERT_TRUE(f->kv().Flush().ok());
+  ASSERT_TRUE(f->kv().SetChunkPath(id, 1, 0, 4, KvPath::kPage).ok());  // layer 1 all PAGE
+
+  const KvStoreStats before = f->kv().stats();
+  const KvRange direct{id, 0, 0, 64}, page{id, 1, 0, 64};
+  auto d = f->kv().StartRead({&direct, 1});
+  auto p = f->kv().StartRead({&page, 1});
+  ASSERT_TRUE(d.ok() && p.ok());
+  // 4 chunks in runs of 2: two K and two V requests, queued before any Poll.
+  EXPECT_EQ(f->kv().stats().read_requests_direct - before.read_requests_direct, 4u);
+  EXPECT_EQ(f->kv().stats().read_requests_page - before.read_requests_page, 0u);
+
+  const uint64_t row = g.row_bytes();
+  for (auto* b : {&*p, &*d}) {  // the PAGE batch first: the DIRECT one is in flight meanwhile
+    uint64_t tokens = 0;
+    while (!(*b)->done()) {
+      auto n = (*b)->Poll(/*wait=*/true, [&](const KvChunkView& c) {
+        EXPECT_EQ(0, std::memcmp(c.k, ref.k[c.layer].data() + c.token_begin * row,
+                                 c.n_tokens * row));
+        EXPECT_EQ(0, std::memcmp(c.v, ref.v[c.layer].data() + c.token_begin * row,
+                                 c.n_tokens * row));
+        tokens += c.n_tokens;
+      });
+      ASSERT_TRUE(n.ok()) << n.status().ToString();
+    }
+    EXPECT_EQ(tokens, 64u);
+  }
+  EXPECT_EQ(f->kv().stats().read_requests_page - before.read_requests_page, 4u);
+  EXPECT_EQ(f->kv().stats().read_requests_direct - before.read_requests_direct, 4u);
+}
+
 // Every DIRECT read is staged in memory registered with the io_uring engine, also when batches
 // in flight at once need more staging than the first arena (mapped at Open) holds; the data is
 // the data written.

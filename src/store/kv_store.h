@@ -196,10 +196,11 @@ class KvStore {
                         uint64_t n_tokens) = 0;
 
   // Starts reading the ranges (each REQUIRES token_begin <= token_end <= n_tokens of its layer;
-  // InvalidArgument otherwise). Memory-resident rows are copied into the batch at once. The
-  // batch's first requests are queued with the I/O engine at once and go to the kernel with the
+  // InvalidArgument otherwise). Memory-resident rows are copied into the batch at once. Its
+  // first DIRECT requests are queued with the I/O engine at once and go to the kernel with the
   // next Poll of any batch, so a caller that starts several batches and then polls submits them
-  // all in one system call.
+  // in one system call; PAGE requests go with the batch's own Poll (the kernel copies cached
+  // pages inline at submission).
   virtual Result<std::unique_ptr<KvReadBatch>> StartRead(std::span<const KvRange> ranges) = 0;
   // As StartRead, but every chunk lands in caller memory (see KvChunkTarget) and each delivered
   // view points into its target: no copy out of the store's staging where the reads can go

@@ -67,8 +67,7 @@ void KvStoreExecutor::StartRead(uint64_t token, const ReadRequest& req) {
 void KvStoreExecutor::StartCompute(uint64_t token, const ComputeTask& task) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    DB_CHECK_MSG(!compute_task_.has_value(), "a second compute task while one is outstanding");
-    compute_task_.emplace(token, task);
+    compute_tasks_.emplace_back(token, task);
   }
   compute_cv_.notify_one();
 }
@@ -116,11 +115,11 @@ void KvStoreExecutor::Post(PipelineEvent ev) {
 void KvStoreExecutor::ComputeLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    compute_cv_.wait(lock, [&] { return stop_ || compute_task_.has_value(); });
+    compute_cv_.wait(lock, [&] { return stop_ || !compute_tasks_.empty(); });
     if (stop_) return;
-    const uint64_t token = compute_task_->first;
-    const ComputeTask task = std::move(compute_task_->second);
-    compute_task_.reset();
+    const uint64_t token = compute_tasks_.front().first;
+    const ComputeTask task = std::move(compute_tasks_.front().second);
+    compute_tasks_.pop_front();
     lock.unlock();
     Status st = RunCompute(task);
     lock.lock();

@@ -23,9 +23,9 @@
 // Cancellation: CancelReads destroys every pending batch (waiting for the kernel) and completes
 // each outstanding request with Busy; every started read still completes exactly once.
 //
-// Compute: StartCompute runs opts.compute on the compute thread over CopyStage::Acquire of each
-// chunk's staging (empty for a layer tail); the first error is the event's Status, so a failed
-// check fails the step as a failed read does.
+// Compute: StartCompute queues a task for the compute thread, which runs the tasks in order:
+// opts.compute over CopyStage::Acquire of each chunk's staging (empty for a layer tail); the first
+// error is the event's Status, so a failed check fails the step as a failed read does.
 //
 // Between steps (nothing outstanding) the caller's thread may use the KvStore again (Append,
 // SetChunkPath); token counts of each layer are read at the first read of each step (a new
@@ -155,7 +155,7 @@ class KvStoreExecutor final : public PipelineExecutor {
   // may see it after those reads finished, and must not cancel the next step's reads then.
   uint64_t cancel_gen_ = 0;                      // GUARDED_BY(mu_)
   std::deque<Read> submitted_;                   // GUARDED_BY(mu_): not yet seen by the I/O thread
-  std::optional<std::pair<uint64_t, ComputeTask>> compute_task_;  // GUARDED_BY(mu_)
+  std::deque<std::pair<uint64_t, ComputeTask>> compute_tasks_;  // in order; GUARDED_BY(mu_)
   std::deque<PipelineEvent> events_;             // GUARDED_BY(mu_)
 
   // I/O thread only.

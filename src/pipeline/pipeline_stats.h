@@ -16,6 +16,7 @@ struct StepStats {
   uint32_t request_chunks = 0;
   uint32_t queue_depth = 0;
   uint64_t reads = 0;            // read requests issued
+  uint64_t compute_tasks = 0;    // tasks handed to compute (chunk batches and layer tails)
   uint64_t chunks_delivered = 0;
   uint64_t peak_staging_bytes = 0;  // leases held at most during the step, in bytes
 

@@ -85,38 +85,47 @@ void Prefetcher::IssueReads() {
   }
 }
 
-void Prefetcher::StartComputeIfIdle() {
-  if (!failed_.ok() || compute_busy_ || computing_layer_ >= opts_.n_layer) return;
-  const uint32_t l = computing_layer_;
-  ComputeTask task;
-  task.step = step_;
-  task.layer = l;
-  if (!opts_.stream_chunks && ready_[l].size() < opts_.chunks_per_layer) {
-    return;  // no overlap: the layer computes once all of it has landed
-  } else if (ready_head_[l] < ready_[l].size()) {
-    const uint32_t max_chunks = std::max<uint32_t>(opts_.max_chunks_per_compute, 1);
-    while (ready_head_[l] < ready_[l].size() && task.chunks.size() < max_chunks) {
-      const uint32_t chunk = ready_[l][ready_head_[l]++];
-      Slot& slot = slots_[size_t{l} * opts_.chunks_per_layer + chunk];
-      DB_CHECK(slot.state == kReady);
-      slot.state = kComputing;
-      std::span<const uint8_t> data = slot.lease.span().first(opts_.chunk_bytes);
-      task.chunks.push_back(chunk);
-      task.data.push_back(data);
-      ++stats_.chunks_delivered;
-      consumer_->OnChunk(step_, l, chunk, data);
+void Prefetcher::QueueCompute() {
+  const size_t max_queue = std::max<uint32_t>(opts_.max_compute_queue, 1);
+  while (failed_.ok() && compute_q_.size() < max_queue && handing_layer_ < opts_.n_layer) {
+    const uint32_t l = handing_layer_;
+    ComputeTask task;
+    task.step = step_;
+    task.layer = l;
+    ComputeInFlight f;
+    f.layer = l;
+    if (!opts_.stream_chunks && ready_[l].size() < opts_.chunks_per_layer) {
+      return;  // no overlap: the layer computes once all of it has landed
+    } else if (ready_head_[l] < ready_[l].size()) {
+      const uint32_t max_chunks = std::max<uint32_t>(opts_.max_chunks_per_compute, 1);
+      while (ready_head_[l] < ready_[l].size() && task.chunks.size() < max_chunks) {
+        const uint32_t chunk = ready_[l][ready_head_[l]++];
+        Slot& slot = slots_[size_t{l} * opts_.chunks_per_layer + chunk];
+        DB_CHECK(slot.state == kReady);
+        slot.state = kComputing;
+        std::span<const uint8_t> data = slot.lease.span().first(opts_.chunk_bytes);
+        task.chunks.push_back(chunk);
+        task.data.push_back(data);
+        ++stats_.chunks_delivered;
+        consumer_->OnChunk(step_, l, chunk, data);
+      }
+      f.chunks = task.chunks;
+    } else if (chunks_done_[l] == opts_.chunks_per_layer) {
+      // Every partial is computed: merge, then the tail. The next layer's chunks may queue
+      // behind it (the compute resource runs them after the tail, as the model needs).
+      consumer_->OnLayerEnd(step_, l);
+      task.layer_tail = true;
+      f.tail = true;
+      ++handing_layer_;
+    } else {
+      return;  // waiting for this layer's reads (the stall the depth exists to remove) or partials
     }
-    computing_chunks_ = task.chunks;
-  } else if (chunks_done_ == opts_.chunks_per_layer && !tail_started_) {
-    consumer_->OnLayerEnd(step_, l);
-    tail_started_ = true;
-    task.layer_tail = true;
-  } else {
-    return;  // waiting for this layer's reads: the stall the depth exists to remove
+    if (compute_q_.empty()) compute_busy_since_us_ = executor_->NowUs();
+    f.token = ++compute_token_;
+    compute_q_.push_back(std::move(f));
+    ++stats_.compute_tasks;
+    executor_->StartCompute(compute_token_, task);
   }
-  compute_busy_ = true;
-  compute_started_us_ = executor_->NowUs();
-  executor_->StartCompute(++compute_token_, task);
 }
 
 void Prefetcher::OnRead(const PipelineEvent& ev) {
@@ -146,34 +155,33 @@ void Prefetcher::OnRead(const PipelineEvent& ev) {
 }
 
 void Prefetcher::OnCompute(const PipelineEvent& ev) {
-  DB_CHECK(compute_busy_ && ev.token == compute_token_);
-  compute_busy_ = false;
-  stats_.compute_busy_us += executor_->NowUs() - compute_started_us_;
-  const uint32_t l = computing_layer_;
-  if (!tail_started_) {
+  DB_CHECK(!compute_q_.empty() && ev.token == compute_q_.front().token);
+  ComputeInFlight f = std::move(compute_q_.front());
+  compute_q_.pop_front();
+  if (compute_q_.empty()) stats_.compute_busy_us += executor_->NowUs() - compute_busy_since_us_;
+  if (!f.tail) {
     // Chunks finished: their partials are kept by the consumer, their buffers can take the next
     // reads.
-    for (uint32_t chunk : computing_chunks_) {
-      Slot& slot = slots_[size_t{l} * opts_.chunks_per_layer + chunk];
+    for (uint32_t chunk : f.chunks) {
+      Slot& slot = slots_[size_t{f.layer} * opts_.chunks_per_layer + chunk];
       DB_CHECK(slot.state == kComputing);
       slot.lease.Release();
       --leases_held_;
       slot.state = kDone;
-      ++chunks_done_;
+      ++chunks_done_[f.layer];
     }
-    computing_chunks_.clear();
   } else {
+    DB_CHECK(f.layer == computing_layer_);
     ++computing_layer_;
-    chunks_done_ = 0;
-    tail_started_ = false;
   }
   if (!ev.status.ok()) {
-    Fail(ev.status.Annotate("computing layer " + std::to_string(l)));
+    Fail(ev.status.Annotate(std::string("computing layer ") + std::to_string(f.layer) +
+                            (f.tail ? " (tail)" : "")));
   }
 }
 
 Status Prefetcher::RunStep(uint64_t step, StepStats* stats) {
-  DB_CHECK_MSG(leases_held_ == 0 && reads_in_flight_ == 0 && !compute_busy_,
+  DB_CHECK_MSG(leases_held_ == 0 && reads_in_flight_ == 0 && compute_q_.empty(),
                "RunStep re-entered");
   if (!opts_.stream_chunks && pool_->capacity_buffers() < opts_.chunks_per_layer) {
     return Status::InvalidArgument("a step that computes whole layers needs a staging pool of " +
@@ -191,8 +199,8 @@ Status Prefetcher::RunStep(uint64_t step, StepStats* stats) {
   ready_head_.assign(opts_.n_layer, 0);
   requests_.clear();
   cursor_layer_ = cursor_chunk_ = 0;
-  computing_layer_ = chunks_done_ = 0;
-  tail_started_ = false;
+  computing_layer_ = handing_layer_ = 0;
+  chunks_done_.assign(opts_.n_layer, 0);
   stats_ = StepStats{};
   stats_.depth = plan_.depth;
   stats_.request_chunks = plan_.request_chunks;
@@ -204,11 +212,12 @@ Status Prefetcher::RunStep(uint64_t step, StepStats* stats) {
       Fail(Status::Busy("decode step " + std::to_string(step) + " cancelled"));
     }
     IssueReads();
-    StartComputeIfIdle();
+    QueueCompute();
     bool finished = failed_.ok() ? computing_layer_ == opts_.n_layer : true;
-    if (finished && reads_in_flight_ == 0 && !compute_busy_) break;
+    if (finished && reads_in_flight_ == 0 && compute_q_.empty()) break;
     // Something must be in flight, or the step can never end (the no-deadlock invariant).
-    DB_CHECK_MSG(reads_in_flight_ > 0 || compute_busy_, "pipeline waits with nothing in flight");
+    DB_CHECK_MSG(reads_in_flight_ > 0 || !compute_q_.empty(),
+                 "pipeline waits with nothing in flight");
     PipelineEvent ev = executor_->WaitEvent();
     if (ev.kind == PipelineEvent::Kind::kRead) {
       OnRead(ev);
@@ -225,10 +234,11 @@ Status Prefetcher::RunStep(uint64_t step, StepStats* stats) {
     opts_.controller->Observe(stats_.io_busy_us / n, stats_.compute_busy_us / n,
                               stats_.stall_us / n);
   }
-  DB_LOG_DEBUG("step %llu at depth %u: %.1f ms, I/O busy %.1f ms, compute busy %.1f ms, "
-               "stall %.1f ms%s%s",
+  DB_LOG_DEBUG("step %llu at depth %u: %.1f ms, I/O busy %.1f ms, compute busy %.1f ms "
+               "(%llu tasks), stall %.1f ms%s%s",
                static_cast<unsigned long long>(step), stats_.depth, stats_.step_us / 1000.0,
                stats_.io_busy_us / 1000.0, stats_.compute_busy_us / 1000.0,
+               static_cast<unsigned long long>(stats_.compute_tasks),
                stats_.stall_us / 1000.0, opts_.controller != nullptr ? "; next " : "",
                opts_.controller != nullptr
                    ? opts_.controller->last_decision().ToString().c_str()

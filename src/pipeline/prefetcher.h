@@ -21,7 +21,8 @@
 // Step state machine, per chunk: pending -> in flight -> ready (landed, holds its lease) ->
 // computing -> done (lease returned). Per layer: the computing layer takes ready chunks in
 // completion order; when all are done the consumer merges and the tail task runs; then the next
-// layer computes. Reads are issued in (layer, chunk) order, so every chunk of the computing layer
+// layer computes. Up to max_compute_queue tasks are outstanding at once, in order: the next
+// layer's chunks may queue behind a tail, since compute runs its tasks one at a time. Reads are issued in (layer, chunk) order, so every chunk of the computing layer
 // is issued before any later layer's: a later layer's chunk holding a buffer never starves the
 // computing layer, and a pool of even one buffer always makes progress.
 //
@@ -35,6 +36,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <span>
 #include <string>
 #include <vector>
@@ -80,7 +82,8 @@ class PipelineExecutor {
   virtual uint64_t NowUs() const = 0;
   // Starts work; its completion is returned by a later WaitEvent, never inline.
   virtual void StartRead(uint64_t token, const ReadRequest& req) = 0;
-  // REQUIRES: no other compute task outstanding (compute is one serial resource).
+  // Compute is one serial resource: tasks run one at a time, in the order they were started,
+  // and complete in that order (a task started while another runs waits for it).
   virtual void StartCompute(uint64_t token, const ComputeTask& task) = 0;
   // Best effort: reads not yet started may complete early with an error. Each still completes.
   virtual void CancelReads() {}
@@ -114,6 +117,11 @@ struct PrefetcherOptions {
   // chunk over alone; more amortizes the hand-over to a compute thread when chunks pile up
   // (compute behind), and changes nothing while they trickle in (I/O behind).
   uint32_t max_chunks_per_compute = 1;
+  // Compute tasks outstanding at once, run in order on the serial compute resource. 1 starts a
+  // task only once the previous one is reported done; 2 queues the next one (more landed chunks,
+  // the layer's tail, or the next layer's chunks behind that tail) while one runs, so a compute
+  // thread goes from task to task without waiting for this scheduler to wake up and answer.
+  uint32_t max_compute_queue = 2;
 };
 
 class Prefetcher {
@@ -144,8 +152,15 @@ class Prefetcher {
     uint8_t state = 0;  // ChunkState in the .cc
   };
 
+  struct ComputeInFlight {  // a task started and not yet reported done
+    uint64_t token = 0;
+    uint32_t layer = 0;
+    bool tail = false;
+    std::vector<uint32_t> chunks;
+  };
+
   void IssueReads();
-  void StartComputeIfIdle();
+  void QueueCompute();
   void OnRead(const PipelineEvent& ev);
   void OnCompute(const PipelineEvent& ev);
   void Fail(Status s);
@@ -166,13 +181,12 @@ class Prefetcher {
   std::vector<size_t> ready_head_;
   std::vector<Request> requests_;             // indexed by read token
   uint32_t cursor_layer_ = 0, cursor_chunk_ = 0;  // next chunk to issue
-  uint32_t computing_layer_ = 0;
-  uint32_t chunks_done_ = 0;                  // of computing_layer_
-  bool tail_started_ = false;
-  bool compute_busy_ = false;
+  uint32_t computing_layer_ = 0;  // the oldest layer whose tail has not completed
+  uint32_t handing_layer_ = 0;    // whose chunks go to compute next (computing_layer_ or the next)
+  std::vector<uint32_t> chunks_done_;  // per layer: partials completed
+  std::deque<ComputeInFlight> compute_q_;  // in the order started (= the order they complete)
   uint64_t compute_token_ = 0;
-  std::vector<uint32_t> computing_chunks_;  // of the compute task in flight
-  uint64_t compute_started_us_ = 0;
+  uint64_t compute_busy_since_us_ = 0;
   uint32_t reads_in_flight_ = 0;
   uint64_t io_busy_since_us_ = 0;
   size_t leases_held_ = 0;

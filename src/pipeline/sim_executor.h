@@ -5,9 +5,10 @@
 // Device model: reads are served one at a time in submission order (a bandwidth-bound SSD);
 // each chunk takes io_us_per_chunk * U(0.5, 1.5), each request adds request_overhead_us, and the
 // completion reaches the host io_latency_us_max * U(0, 1) later (interrupt and queueing latency,
-// which a deeper queue hides). Compute is one serial resource: a chunk's attention partial takes
-// attention_fraction * compute_us_per_layer / chunks_per_layer, a layer's tail the rest, each
-// scaled by U(0.9, 1.1).
+// which a deeper queue hides). Compute is one serial resource running its tasks in order: a
+// chunk's attention partial takes attention_fraction * compute_us_per_layer / chunks_per_layer, a
+// layer's tail the rest, each scaled by U(0.9, 1.1); a task that finds it idle waits
+// compute_wake_us first.
 //
 // Thread-safety: none.
 #pragma once
@@ -49,6 +50,10 @@ struct SimConfig {
   uint64_t io_latency_us_max = 50;
   uint64_t compute_us_per_layer = 800;
   double attention_fraction = 0.2;
+  // A compute task started while the compute resource is idle begins this much later (a
+  // sleeping compute thread being woken); one queued behind another begins when it ends.
+  uint64_t compute_wake_us = 0;
+  uint32_t compute_queue = 2;    // PrefetcherOptions::max_compute_queue
   double read_error_rate = 0;    // per read request
   uint64_t cancel_at_event = 0;  // 1-based event index at which Cancel() is called; 0 = never
 };
@@ -93,7 +98,7 @@ class SimExecutor final : public PipelineExecutor {
   uint64_t seq_ = 0;
   uint64_t n_events_ = 0;
   uint64_t digest_ = 0;
-  bool compute_outstanding_ = false;
+  uint64_t compute_free_us_ = 0;  // when the serial compute resource finishes its queue
   bool cancel_fired_ = false;
   uint64_t cancel_reads_calls_ = 0;
   uint64_t fail_step_ = UINT64_MAX;

@@ -1,7 +1,9 @@
 // dualblade iobench: the store's sequential O_DIRECT bandwidth through the I/O engine, the
 // yardstick later used for SSD utilization.
 //
-// Reads sweep the store's data area. Writes go only to the largest free extent of the data area,
+// Reads sweep the store's data area (or the part of it --offset and --length name: a device
+// whose speed depends on where it is read, such as a virtual disk, is then measured on the same
+// blocks a benchmark reads). Writes go only to the largest free extent of the data area,
 // so a store's KV data and its superblock and metadata are never overwritten, and only a store
 // that dualblade formatted (a valid superblock) is touched at all.
 #include <algorithm>
@@ -31,6 +33,8 @@ struct IobenchArgs {
   double seconds = 5.0;
   std::string engine = "auto";
   bool plain_buffers = false;
+  std::string offset;  // reads: where in the store the sweep starts (default: the data area's start)
+  std::string length;  // reads: how much it covers (default: to the data area's end)
   bool json = false;
 };
 
@@ -169,17 +173,31 @@ Status RunIobench(const IobenchArgs& a, IobenchResult* out) {
   if (bs == 0 || bs % lbs != 0 || bs % kDirectIoAlignBytes != 0 || bs > kGiB)
     return Status::InvalidArgument("--bs must be a multiple of 4 KiB and of the logical block size (" +
                                    std::to_string(lbs) + " bytes), at most 1 GiB, not " + a.bs);
-  if (op == IoOp::kRead && NeverWrittenBytes(st->device().info(), st->data_area()) > 0) {
-    // Reopen writable just for the fill; the measurement then uses a read-only store again.
-    st.reset();
-    DB_RETURN_IF_ERROR(FillNeverWritten(a.store, /*progress=*/!a.json));
-    DB_ASSIGN_OR_RETURN(st, store::Store::Open(a.store, so));
-  }
-  const BlockDevice& dev = st->device();
 
   if (op == IoOp::kRead) {
-    out->range_offset_bytes = st->data_area().offset_bytes;
-    out->range_len_bytes = st->data_area().len_bytes;
+    const store::DataArea area = st->data_area();
+    const uint64_t area_end = area.offset_bytes + area.len_bytes;
+    out->range_offset_bytes = area.offset_bytes;
+    if (!a.offset.empty()) {
+      DB_ASSIGN_OR_RETURN(out->range_offset_bytes, ParseSize(a.offset));
+    }
+    if (out->range_offset_bytes < area.offset_bytes || out->range_offset_bytes >= area_end)
+      return Status::InvalidArgument(
+          "--offset " + a.offset + " lies outside the data area of " + a.store + " (bytes " +
+          std::to_string(area.offset_bytes) + " to " + std::to_string(area_end) + ")");
+    out->range_len_bytes = area_end - out->range_offset_bytes;
+    if (!a.length.empty()) {
+      DB_ASSIGN_OR_RETURN(uint64_t len, ParseSize(a.length));
+      if (len == 0 || len > out->range_len_bytes)
+        return Status::InvalidArgument(
+            "--length " + a.length + " from byte " + std::to_string(out->range_offset_bytes) +
+            " must be more than 0 and end inside the data area of " + a.store + " (at byte " +
+            std::to_string(area_end) + ")");
+      out->range_len_bytes = len;
+    }
+  } else if (!a.offset.empty() || !a.length.empty()) {
+    return Status::InvalidArgument("--offset and --length choose what reads sweep; writes always "
+                                   "go to the store's largest free extent");
   } else {
     // The largest free run: writing there cannot damage any KV data the store holds.
     store::Extent best;
@@ -195,9 +213,18 @@ Status RunIobench(const IobenchArgs& a, IobenchResult* out) {
   out->range_offset_bytes = aligned;
   out->range_len_bytes = AlignDown(out->range_len_bytes, bs);
   if (out->range_len_bytes < bs)
-    return Status::NoSpace(std::string(op == IoOp::kRead ? "the data area" : "the largest free extent") +
-                           " of " + a.store + " is smaller than one " + FormatBytes(bs) +
-                           " request");
+    return Status::NoSpace(std::string(op == IoOp::kRead ? "the range read" : "the largest free extent") +
+                           " of " + a.store + " holds no whole " + FormatBytes(bs) +
+                           " request on a request-size boundary");
+
+  // After the arguments are checked, so a bad range writes nothing.
+  if (op == IoOp::kRead && NeverWrittenBytes(st->device().info(), st->data_area()) > 0) {
+    // Reopen writable just for the fill; the measurement then uses a read-only store again.
+    st.reset();
+    DB_RETURN_IF_ERROR(FillNeverWritten(a.store, /*progress=*/!a.json));
+    DB_ASSIGN_OR_RETURN(st, store::Store::Open(a.store, so));
+  }
+  const BlockDevice& dev = st->device();
 
   IoEngineOptions eo;
   eo.queue_depth = a.qd;
@@ -229,6 +256,11 @@ void AddIobenchCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--engine", args->engine, "auto, io_uring or threadpool")->capture_default_str();
   cmd->add_flag("--plain-buffers", args->plain_buffers,
                 "Use ordinary page-sized, unregistered buffers (for A/B measurements)");
+  cmd->add_option("--offset", args->offset,
+                  "Reads: the store byte offset to start at, inside the data area (K, M, G "
+                  "suffixes; default: the data area's start)");
+  cmd->add_option("--length", args->length,
+                  "Reads: how many bytes to sweep from --offset (default: to the data area's end)");
   cmd->add_flag("--json", args->json, "Print one JSON object instead of text");
   cmd->callback([args, exit_code] {
     IobenchResult r;

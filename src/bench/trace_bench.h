@@ -1,7 +1,8 @@
 // The KV-trace benchmark: for every (policy, budget) pair, RunTraceReplay in a fresh child
 // process confined to a new memory cgroup limited to the budget (the store's pages dropped
-// first, so every point starts cold), with the device's own peak bandwidth measured once at
-// the start as the yardstick for SSD utilization. Produces the points and the ratios that
+// first, so every point starts cold), with the device's own peak bandwidth as the yardstick for
+// SSD utilization: measured before each budget's runs over the whole data area, and after them
+// over the blocks the replays read. Produces the points and the ratios that
 // docs/performance.md and the `bench --json` contract (DESIGN.md) report.
 //
 // Thread-safety: RunTraceBench forks; call it from a process with no other threads.
@@ -43,6 +44,10 @@ struct TracePoint {
   TraceReplayResult r;  // valid when !oom && error.empty()
   uint64_t peak_mem_bytes = 0;
   double ssd_bw_fraction = 0;  // decode-phase device read bandwidth / iobench peak
+  // The same bandwidth over the iobench peak measured on the blocks the replay reads (the KV
+  // region): the fair yardstick on a device whose speed depends on where it is read. 0 = not
+  // measured.
+  double ssd_bw_fraction_kv_region = 0;
   double wall_ms = 0;
   // p50 step time of each successful run of the point (one entry without --repeat).
   std::vector<double> run_p50_ms;
@@ -76,11 +81,20 @@ struct TraceRatios {
   // max over budgets of dual / min(pagecache, direct): dual at its worst against the better
   // single path (an OOM'd single path does not count as better).
   std::optional<double> dual_vs_best_single_worst;
+  // min over budgets of direct's ssd_bw_fraction_kv_region: how close DIRECT reads come to the
+  // device's peak on the same blocks, at its worst budget.
+  std::optional<double> direct_bw_vs_kv_region_peak_worst;
 };
 
 struct TraceBenchReport {
   double iobench_peak_bytes_per_s = 0;  // the median of the measurements (or the one given)
   std::vector<double> iobench_peak_runs_bytes_per_s;  // one per budget when measured
+  // iobench over the KV region (the span of the replays' segments), after each budget's runs;
+  // empty when the peak was given rather than measured.
+  double iobench_kv_region_peak_bytes_per_s = 0;  // the median
+  std::vector<double> iobench_kv_region_peak_runs_bytes_per_s;
+  uint64_t kv_region_offset_bytes = 0;
+  uint64_t kv_region_len_bytes = 0;
   std::string device;
   std::string store_path;
   std::vector<TracePoint> points;

@@ -141,6 +141,19 @@ Status Replay::Open() {
   std::vector<uint64_t> capacity_chunks(s_.n_layer);
   for (uint32_t l = 0; l < s_.n_layer; ++l)
     capacity_chunks[l] = info.capacity_tokens[l] / s_.chunk_tokens;
+  uint64_t region_begin = UINT64_MAX, region_end = 0;
+  for (uint32_t l = 0; l < s_.n_layer; ++l) {
+    for (uint64_t c = 0; c < capacity_chunks[l]; ++c) {
+      DB_ASSIGN_OR_RETURN(store::KvChunkLocation loc, kv_->ChunkLocation(seq_, l, c));
+      region_begin = std::min({region_begin, loc.k_offset_bytes, loc.v_offset_bytes});
+      region_end = std::max({region_end, loc.k_offset_bytes + loc.part_bytes,
+                             loc.v_offset_bytes + loc.part_bytes});
+    }
+  }
+  if (region_end > region_begin) {
+    r_.kv_region_offset_bytes = region_begin;
+    r_.kv_region_len_bytes = region_end - region_begin;
+  }
 
   MemoryMonitorOptions mo;
   mo.budget_bytes = o_.budget_bytes;

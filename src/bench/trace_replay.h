@@ -90,6 +90,10 @@ struct TraceReplayResult {
   uint64_t staging_resizes = 0;
   double checksum_ms = 0;
   std::string engine;
+  // The store bytes the sequence's segments span (K and V of every layer, capacity included):
+  // where the decode reads land, for a yardstick measured on the same blocks.
+  uint64_t kv_region_offset_bytes = 0;
+  uint64_t kv_region_len_bytes = 0;
 };
 
 // Runs the replay described above. Errors (the store, I/O, a row that reads back wrong) are

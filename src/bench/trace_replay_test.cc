@@ -71,6 +71,15 @@ TEST_F(TraceReplayTest, EveryPolicyReadsEveryRowBackOnItsOwnPath) {
       EXPECT_GT(r->pagecache_hit_ratio, 0.9) << KvPolicyName(p);
     }
     EXPECT_TRUE(r->page_within_headroom);
+    // The region the segments span lies in the store's data area and holds K and V of every
+    // layer's capacity (1005 tokens in 64-token chunks: 16 chunks).
+    auto st = store::Store::Open(path_, store::StoreOpenOptions{});
+    ASSERT_TRUE(st.ok());
+    const store::DataArea area = (*st)->data_area();
+    EXPECT_GE(r->kv_region_offset_bytes, area.offset_bytes);
+    EXPECT_LE(r->kv_region_offset_bytes + r->kv_region_len_bytes,
+              area.offset_bytes + area.len_bytes);
+    EXPECT_GE(r->kv_region_len_bytes, uint64_t{2} * s.n_layer * 16 * 64 * s.row_bytes());
   }
 }
 
@@ -175,6 +184,8 @@ TEST(TraceReplayResultTest, JsonRoundTripsEveryField) {
   r.page_within_headroom = false;
   r.device = "vda";
   r.staging_resizes = 3;
+  r.kv_region_offset_bytes = 9 * kMiB;
+  r.kv_region_len_bytes = 513 * kMiB;
   auto back = TraceReplayResultFromJson(TraceReplayResultToJson(r));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(back->policy, "dual");
@@ -183,6 +194,8 @@ TEST(TraceReplayResultTest, JsonRoundTripsEveryField) {
   EXPECT_EQ(back->read_bytes_direct, 12345u);
   EXPECT_FALSE(back->page_within_headroom);
   EXPECT_EQ(back->staging_resizes, 3u);
+  EXPECT_EQ(back->kv_region_offset_bytes, 9 * kMiB);
+  EXPECT_EQ(back->kv_region_len_bytes, 513 * kMiB);
   EXPECT_TRUE(TraceReplayResultFromJson("{}").status().IsCorruption());
   EXPECT_TRUE(TraceReplayResultFromJson("not json").status().IsCorruption());
 }

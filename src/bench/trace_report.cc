@@ -32,6 +32,10 @@ std::string TraceBenchJson(const TraceBenchReport& rep, const TraceShape& shape)
   nlohmann::json j;
   j["iobench_peak_bytes_per_s"] = rep.iobench_peak_bytes_per_s;
   j["iobench_peak_runs_bytes_per_s"] = rep.iobench_peak_runs_bytes_per_s;
+  j["iobench_kv_region_peak_bytes_per_s"] = rep.iobench_kv_region_peak_bytes_per_s;
+  j["iobench_kv_region_peak_runs_bytes_per_s"] = rep.iobench_kv_region_peak_runs_bytes_per_s;
+  j["kv_region_offset_bytes"] = rep.kv_region_offset_bytes;
+  j["kv_region_len_bytes"] = rep.kv_region_len_bytes;
   j["device"] = rep.device;
   j["store"] = rep.store_path;
   j["shape"] = {{"n_layer", shape.n_layer},         {"n_head_kv", shape.n_head_kv},
@@ -65,6 +69,7 @@ std::string TraceBenchJson(const TraceBenchReport& rep, const TraceShape& shape)
       o["device_busy_ms"] = r.device_busy_ms;
       o["decode_total_ms"] = r.decode_total_ms;
       o["ssd_bw_fraction"] = p.ssd_bw_fraction;
+      o["ssd_bw_fraction_kv_region"] = p.ssd_bw_fraction_kv_region;
       o["pagecache_hit_ratio"] = r.pagecache_hit_ratio;
       o["page_set_bytes_max"] = r.page_set_bytes_max;
       o["kv_headroom_bytes_min"] = r.kv_headroom_bytes_min;
@@ -87,7 +92,9 @@ std::string TraceBenchJson(const TraceBenchReport& rep, const TraceShape& shape)
       {"prefill_dual_vs_pagecache_best", OptJson(rep.ratios.prefill_dual_vs_pagecache_best)},
       {"ssd_util_dual_vs_pagecache_tightest",
        OptJson(rep.ratios.ssd_util_dual_vs_pagecache_tightest)},
-      {"dual_vs_best_single_worst", OptJson(rep.ratios.dual_vs_best_single_worst)}};
+      {"dual_vs_best_single_worst", OptJson(rep.ratios.dual_vs_best_single_worst)},
+      {"direct_bw_vs_kv_region_peak_worst",
+       OptJson(rep.ratios.direct_bw_vs_kv_region_peak_worst)}};
   return j.dump(2);
 }
 
@@ -105,11 +112,21 @@ std::string TraceBenchMarkdown(const TraceBenchReport& rep, const TraceShape& sh
     md += " (median of " + std::to_string(rep.iobench_peak_runs_bytes_per_s.size()) +
           " measurements, " + FormatBandwidth(*lo) + " to " + FormatBandwidth(*hi) + ")";
   }
+  if (!rep.iobench_kv_region_peak_runs_bytes_per_s.empty()) {
+    const auto [lo, hi] = std::minmax_element(rep.iobench_kv_region_peak_runs_bytes_per_s.begin(),
+                                              rep.iobench_kv_region_peak_runs_bytes_per_s.end());
+    md += "; over the KV region (" + FormatBytes(rep.kv_region_len_bytes) + " from byte " +
+          std::to_string(rep.kv_region_offset_bytes) + ") " +
+          FormatBandwidth(rep.iobench_kv_region_peak_bytes_per_s) + " (median of " +
+          std::to_string(rep.iobench_kv_region_peak_runs_bytes_per_s.size()) + ", " +
+          FormatBandwidth(*lo) + " to " + FormatBandwidth(*hi) + ")";
+  }
   md += ".\n\n";
   md += "| policy | budget | prefill ms | step p50 ms | step p99 ms | read page | read direct | "
-        "device read | busy ms | SSD bw / peak | hit ratio | PAGE set max | peak mem | OOM |\n";
+        "device read | busy ms | SSD bw / peak | SSD bw / KV-region peak | hit ratio | "
+        "PAGE set max | peak mem | OOM |\n";
   md += "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-        "| --- |\n";
+        "| ---: | --- |\n";
   for (const TracePoint& p : rep.points) {
     md += "| " + std::string(KvPolicyName(p.policy)) + " | " + FormatBytes(p.budget_bytes) + " | ";
     if (p.ok()) {
@@ -118,6 +135,7 @@ std::string TraceBenchMarkdown(const TraceBenchReport& rep, const TraceShape& sh
             Fmt("%.1f", r.decode_step_ms_p99) + " | " + FormatBytes(r.read_bytes_page) + " | " +
             FormatBytes(r.read_bytes_direct) + " | " + FormatBytes(r.device_read_bytes) + " | " +
             std::to_string(r.device_busy_ms) + " | " + Fmt("%.2f", p.ssd_bw_fraction) + " | " +
+            Fmt("%.2f", p.ssd_bw_fraction_kv_region) + " | " +
             Fmt("%.2f", r.pagecache_hit_ratio) + " | " + FormatBytes(r.page_set_bytes_max) +
             " | " + FormatBytes(p.peak_mem_bytes) + " | " +
             (p.oom_runs == 0 ? std::string("no")
@@ -126,7 +144,7 @@ std::string TraceBenchMarkdown(const TraceBenchReport& rep, const TraceShape& sh
             " |\n";
     } else {
       const std::string why = p.oom ? "yes" : "failed: " + p.error;
-      md += "- | - | - | - | - | - | - | - | - | - | " + FormatBytes(p.peak_mem_bytes) + " | " +
+      md += "- | - | - | - | - | - | - | - | - | - | - | " + FormatBytes(p.peak_mem_bytes) + " | " +
             why + " |\n";
     }
   }
@@ -137,6 +155,8 @@ std::string TraceBenchMarkdown(const TraceBenchReport& rep, const TraceShape& sh
   md += "| ssd_util_dual_vs_pagecache_tightest | " +
         OptFmt(rep.ratios.ssd_util_dual_vs_pagecache_tightest) + " |\n";
   md += "| dual_vs_best_single_worst | " + OptFmt(rep.ratios.dual_vs_best_single_worst) + " |\n";
+  md += "| direct_bw_vs_kv_region_peak_worst | " +
+        OptFmt(rep.ratios.direct_bw_vs_kv_region_peak_worst) + " |\n";
   return md;
 }
 

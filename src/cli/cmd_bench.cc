@@ -198,9 +198,15 @@ Status RunBench(const BenchArgs& a) {
     }
     std::fflush(stdout);
   }));
-  std::printf("device %s, iobench peak %s (median of %zu)\n", rep.device.c_str(),
+  std::printf("device %s, iobench peak %s (median of %zu)", rep.device.c_str(),
               FormatBandwidth(rep.iobench_peak_bytes_per_s).c_str(),
               rep.iobench_peak_runs_bytes_per_s.size());
+  if (!rep.iobench_kv_region_peak_runs_bytes_per_s.empty()) {
+    std::printf(", over the KV region %s (median of %zu)",
+                FormatBandwidth(rep.iobench_kv_region_peak_bytes_per_s).c_str(),
+                rep.iobench_kv_region_peak_runs_bytes_per_s.size());
+  }
+  std::printf("\n");
   DB_RETURN_IF_ERROR(WriteFile(a.json, TraceBenchJson(rep, s) + "\n"));
   if (!a.md.empty()) DB_RETURN_IF_ERROR(WriteFile(a.md, TraceBenchMarkdown(rep, s)));
   auto line = [](const char* name, const std::optional<double>& v) {
@@ -211,6 +217,7 @@ Status RunBench(const BenchArgs& a) {
     }
   };
   line("ssd_util_dual_vs_pagecache_tightest", rep.ratios.ssd_util_dual_vs_pagecache_tightest);
+  line("direct_bw_vs_kv_region_peak_worst", rep.ratios.direct_bw_vs_kv_region_peak_worst);
   line("dual_vs_best_single_worst", rep.ratios.dual_vs_best_single_worst);
   line("decode_dual_vs_pagecache_best", rep.ratios.decode_dual_vs_pagecache_best);
   line("prefill_dual_vs_pagecache_best", rep.ratios.prefill_dual_vs_pagecache_best);

@@ -47,6 +47,12 @@ TEST(BenchCommandTest, TraceWritesTheJsonContractAndPrintsTheRatiosLast) {
   std::ifstream in(json);
   nlohmann::json j = nlohmann::json::parse(std::string(std::istreambuf_iterator<char>(in), {}));
   EXPECT_GT(j["iobench_peak_bytes_per_s"].get<double>(), 0);
+  // The peak over the blocks the replays read, after each budget's runs.
+  EXPECT_GT(j["iobench_kv_region_peak_bytes_per_s"].get<double>(), 0);
+  EXPECT_EQ(j["iobench_kv_region_peak_runs_bytes_per_s"].size(), 2u);
+  EXPECT_GT(j["kv_region_offset_bytes"].get<uint64_t>(), 0u);
+  // 2 layers x (K + V) x 4099 tokens of 512-byte rows, in whole 256-token chunks.
+  EXPECT_GE(j["kv_region_len_bytes"].get<uint64_t>(), 2u * 2 * 17 * 256 * 512);
   EXPECT_FALSE(j["device"].get<std::string>().empty());
   ASSERT_EQ(j["points"].size(), 6u);
   for (const auto& p : j["points"]) {
@@ -54,14 +60,21 @@ TEST(BenchCommandTest, TraceWritesTheJsonContractAndPrintsTheRatiosLast) {
     for (const char* f : {"policy", "budget_bytes", "prefill_ms", "decode_step_ms_p50",
                           "decode_step_ms_p99", "read_bytes_page", "read_bytes_direct",
                           "device_read_bytes", "device_busy_ms", "ssd_bw_fraction",
+                          "ssd_bw_fraction_kv_region",
                           "pagecache_hit_ratio", "peak_mem_bytes", "overlap_efficiency",
                           "stall_ms", "prefetch_depth"})
       EXPECT_TRUE(p.contains(f)) << f << " missing in " << p.dump();
     EXPECT_LE(p["peak_mem_bytes"].get<uint64_t>(), p["budget_bytes"].get<uint64_t>());
+    if (p["policy"] == "direct") {
+      EXPECT_GT(p["ssd_bw_fraction_kv_region"].get<double>(), 0);
+    }
   }
   for (const char* r : {"decode_dual_vs_pagecache_best", "prefill_dual_vs_pagecache_best",
-                        "ssd_util_dual_vs_pagecache_tightest", "dual_vs_best_single_worst"})
+                        "ssd_util_dual_vs_pagecache_tightest", "dual_vs_best_single_worst",
+                        "direct_bw_vs_kv_region_peak_worst"})
     EXPECT_TRUE(j["ratios"].contains(r)) << r;
+  EXPECT_TRUE(j["ratios"]["direct_bw_vs_kv_region_peak_worst"].is_number());
+  EXPECT_NE(out.find("direct_bw_vs_kv_region_peak_worst: "), std::string::npos) << out;
   EXPECT_TRUE(j["ratios"]["decode_dual_vs_pagecache_best"].is_number());
   std::ifstream min(md);
   std::string table(std::istreambuf_iterator<char>(min), {});

@@ -7,10 +7,12 @@
 #
 #   bench/trace_bench.sh [BUILD_DIR] [extra bench flags...]
 #
-# GEN (decode steps, default 8), COMPUTE_US (busy compute per layer, default 0), PREFETCH
-# (default 0) and REPEAT (runs per point, policies interleaved, the median run reported; default
-# 3, since where dual and pagecache make the same plan their ratio is noise around 1.0) may be
-# set in the environment. The store is dualblade-data/trace.store (created
+# GEN (decode steps, default 16), COMPUTE_US (busy compute per layer, default 0), PREFETCH
+# (layers read ahead, default 2: every policy runs with the pipeline, as inference does; 0 reads
+# each layer only once the previous one is done, the no-overlap baseline of the pipeline sweep)
+# and REPEAT (runs per point, policies interleaved, the median run reported; default 3, since
+# where dual and pagecache make the same plan their ratio is noise around 1.0) may be set in the
+# environment. The store is dualblade-data/trace.store (created
 # and written once on first use; 1 GiB).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -21,8 +23,8 @@ bin="$build/src/cli/dualblade"
 out="${OUT_DIR:-$root/bench-results}"
 mkdir -p "$out"
 cmd=("$bin" bench --trace --layers 16 --kv-heads 8 --head-dim 64 --ctx 16384
-     --gen "${GEN:-8}" --compute-us-per-layer "${COMPUTE_US:-0}"
-     --prefetch-depth "${PREFETCH:-0}" --repeat "${REPEAT:-3}"
+     --gen "${GEN:-16}" --compute-us-per-layer "${COMPUTE_US:-0}"
+     --prefetch-depth "${PREFETCH:-2}" --repeat "${REPEAT:-3}"
      --budgets 128M,256M,512M,768M,1G --policies dual,pagecache,direct
      --json "$out/trace_bench.json" --md "$out/trace_bench.md" "$@")
 echo "+ ${cmd[*]}"

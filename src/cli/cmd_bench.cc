@@ -254,14 +254,16 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--json", a->json, "Write the results as JSON here")->required();
   cmd->add_option("--md", a->md, "Also write a Markdown table here");
   cmd->add_option("--iobench-peak", a->iobench_peak,
-                  "The device's read peak in bytes/s (default: measure it with iobench)");
+                  "The device's read peak in bytes/s (default: measure it with iobench; when "
+                  "given, the KV-region peak is not measured and its fractions are n/a)");
   cmd->add_option("--iobench-bs", a->iobench_bs, "Request size of the peak measurement")
       ->capture_default_str();
   cmd->add_option("--iobench-qd", a->iobench_qd, "Queue depth of the peak measurement")
       ->capture_default_str();
   cmd->add_option("--iobench-seconds", a->iobench_seconds,
-                  "Length of each peak measurement (one before each budget's runs; the median "
-                  "is the yardstick)")
+                  "Length of each peak measurement (over the data area before each budget's "
+                  "runs, over the blocks the runs read after them; each yardstick is the median "
+                  "of its measurements)")
       ->capture_default_str();
   cmd->add_flag("--verify-checksums", a->verify, "Verify every chunk's xxHash on read");
   cmd->add_option("--repeat", a->repeat,

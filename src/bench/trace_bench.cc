@@ -247,23 +247,26 @@ Result<TraceBenchReport> RunTraceBench(const TraceBenchOptions& opts,
           if (!p.ok() || p.r.kv_region_len_bytes == 0) continue;
           const uint64_t end = std::max(rep.kv_region_offset_bytes + rep.kv_region_len_bytes,
                                         p.r.kv_region_offset_bytes + p.r.kv_region_len_bytes);
-          if (rep.kv_region_len_bytes == 0 || p.r.kv_region_offset_bytes < rep.kv_region_offset_bytes)
+          if (rep.kv_region_len_bytes == 0 ||
+              p.r.kv_region_offset_bytes < rep.kv_region_offset_bytes)
             rep.kv_region_offset_bytes = p.r.kv_region_offset_bytes;
           rep.kv_region_len_bytes = end - rep.kv_region_offset_bytes;
         }
       }
       if (rep.kv_region_len_bytes > 0) {
-        DB_ASSIGN_OR_RETURN(double peak,
-                            MeasureIobenchPeak(opts.iobench_argv, rep.store_path,
-                                               rep.kv_region_offset_bytes, rep.kv_region_len_bytes));
+        DB_ASSIGN_OR_RETURN(
+            double peak, MeasureIobenchPeak(opts.iobench_argv, rep.store_path,
+                                            rep.kv_region_offset_bytes, rep.kv_region_len_bytes));
         rep.iobench_kv_region_peak_runs_bytes_per_s.push_back(peak);
       }
     }
     for (std::vector<TracePoint>& r : runs) rep.points.push_back(MedianRun(std::move(r)));
   }
   rep.iobench_peak_bytes_per_s = median_peak();
-  if (!rep.iobench_kv_region_peak_runs_bytes_per_s.empty())
-    rep.iobench_kv_region_peak_bytes_per_s = Percentile(rep.iobench_kv_region_peak_runs_bytes_per_s, 0.5);
+  if (!rep.iobench_kv_region_peak_runs_bytes_per_s.empty()) {
+    rep.iobench_kv_region_peak_bytes_per_s =
+        Percentile(rep.iobench_kv_region_peak_runs_bytes_per_s, 0.5);
+  }
   for (TracePoint& p : rep.points) {
     if (!p.ok()) continue;
     p.ssd_bw_fraction = SsdBwFraction(p.r, rep.iobench_peak_bytes_per_s);

@@ -33,7 +33,7 @@ struct IobenchArgs {
   double seconds = 5.0;
   std::string engine = "auto";
   bool plain_buffers = false;
-  std::string offset;  // reads: where in the store the sweep starts (default: the data area's start)
+  std::string offset;  // reads: the store offset the sweep starts at (default: the data area's)
   std::string length;  // reads: how much it covers (default: to the data area's end)
   bool json = false;
 };
@@ -213,9 +213,9 @@ Status RunIobench(const IobenchArgs& a, IobenchResult* out) {
   out->range_offset_bytes = aligned;
   out->range_len_bytes = AlignDown(out->range_len_bytes, bs);
   if (out->range_len_bytes < bs)
-    return Status::NoSpace(std::string(op == IoOp::kRead ? "the range read" : "the largest free extent") +
-                           " of " + a.store + " holds no whole " + FormatBytes(bs) +
-                           " request on a request-size boundary");
+    return Status::NoSpace(
+        std::string(op == IoOp::kRead ? "the range read" : "the largest free extent") + " of " +
+        a.store + " holds no whole " + FormatBytes(bs) + " request on a request-size boundary");
 
   // After the arguments are checked, so a bad range writes nothing.
   if (op == IoOp::kRead && NeverWrittenBytes(st->device().info(), st->data_area()) > 0) {

@@ -22,9 +22,10 @@
 // computing -> done (lease returned). Per layer: the computing layer takes ready chunks in
 // completion order; when all are done the consumer merges and the tail task runs; then the next
 // layer computes. Up to max_compute_queue tasks are outstanding at once, in order: the next
-// layer's chunks may queue behind a tail, since compute runs its tasks one at a time. Reads are issued in (layer, chunk) order, so every chunk of the computing layer
-// is issued before any later layer's: a later layer's chunk holding a buffer never starves the
-// computing layer, and a pool of even one buffer always makes progress.
+// layer's chunks may queue behind a tail, since compute runs its tasks one at a time. Reads are
+// issued in (layer, chunk) order, so every chunk of the computing layer is issued before any
+// later layer's: a later layer's chunk holding a buffer never starves the computing layer, and a
+// pool of even one buffer always makes progress.
 //
 // Failure: the first failed read or compute task (or Cancel) stops new reads and new compute,
 // returns ready leases, then waits for everything still in flight; RunStep returns that Status

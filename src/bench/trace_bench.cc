@@ -120,13 +120,18 @@ TracePoint MedianRun(std::vector<TracePoint> runs) {
     first.oom_runs = n_oom;
     return first;
   }
-  std::vector<double> p50s;
-  for (const TracePoint& p : ok) p50s.push_back(p.r.decode_step_ms_p50);
+  std::vector<double> p50s, fractions;
+  for (const TracePoint& p : ok) {
+    p50s.push_back(p.r.decode_step_ms_p50);
+    if (p.ssd_bw_fraction_kv_region > 0) fractions.push_back(p.ssd_bw_fraction_kv_region);
+  }
   std::sort(ok.begin(), ok.end(), [](const TracePoint& a, const TracePoint& b) {
     return a.r.decode_step_ms_p50 < b.r.decode_step_ms_p50;
   });
   TracePoint m = std::move(ok[(ok.size() - 1) / 2]);
   m.run_p50_ms = std::move(p50s);
+  m.ssd_bw_fraction_kv_region = fractions.empty() ? 0 : Percentile(fractions, 0.5);
+  m.run_kv_region_fractions = std::move(fractions);
   m.runs = n_runs;
   m.oom_runs = n_oom;
   return m;
@@ -235,16 +240,16 @@ Result<TraceBenchReport> RunTraceBench(const TraceBenchOptions& opts,
         Status fatal;
         TracePoint p = RunTracePoint(opts, opts.policies[i], budget, median_peak(), &fatal);
         DB_RETURN_IF_ERROR(fatal);
-        if (progress) progress(p);
-        runs[i].push_back(std::move(p));
-      }
-    }
-    // The same yardstick on the blocks these runs read: on a virtual disk reads of the often
-    // rewritten KV region ran at 0.8x those of the rest of the store (see iobench --offset).
-    if (measure_peak) {
-      for (const std::vector<TracePoint>& r : runs) {
-        for (const TracePoint& p : r) {
-          if (!p.ok() || p.r.kv_region_len_bytes == 0) continue;
+        // The yardstick on the blocks this run read, at once: on a virtual disk their speed
+        // moved between runs, and reads of the often rewritten KV region ran at 0.8x those of the
+        // rest of the store (see iobench --offset).
+        if (measure_peak && p.ok() && p.r.device_read_bytes > 0 && p.r.kv_region_len_bytes > 0) {
+          DB_ASSIGN_OR_RETURN(p.kv_region_peak_bytes_per_s,
+                              MeasureIobenchPeak(opts.iobench_argv, rep.store_path,
+                                                 p.r.kv_region_offset_bytes,
+                                                 p.r.kv_region_len_bytes));
+          p.ssd_bw_fraction_kv_region = SsdBwFraction(p.r, p.kv_region_peak_bytes_per_s);
+          rep.iobench_kv_region_peak_runs_bytes_per_s.push_back(p.kv_region_peak_bytes_per_s);
           const uint64_t end = std::max(rep.kv_region_offset_bytes + rep.kv_region_len_bytes,
                                         p.r.kv_region_offset_bytes + p.r.kv_region_len_bytes);
           if (rep.kv_region_len_bytes == 0 ||
@@ -252,12 +257,8 @@ Result<TraceBenchReport> RunTraceBench(const TraceBenchOptions& opts,
             rep.kv_region_offset_bytes = p.r.kv_region_offset_bytes;
           rep.kv_region_len_bytes = end - rep.kv_region_offset_bytes;
         }
-      }
-      if (rep.kv_region_len_bytes > 0) {
-        DB_ASSIGN_OR_RETURN(
-            double peak, MeasureIobenchPeak(opts.iobench_argv, rep.store_path,
-                                            rep.kv_region_offset_bytes, rep.kv_region_len_bytes));
-        rep.iobench_kv_region_peak_runs_bytes_per_s.push_back(peak);
+        if (progress) progress(p);
+        runs[i].push_back(std::move(p));
       }
     }
     for (std::vector<TracePoint>& r : runs) rep.points.push_back(MedianRun(std::move(r)));
@@ -270,7 +271,6 @@ Result<TraceBenchReport> RunTraceBench(const TraceBenchOptions& opts,
   for (TracePoint& p : rep.points) {
     if (!p.ok()) continue;
     p.ssd_bw_fraction = SsdBwFraction(p.r, rep.iobench_peak_bytes_per_s);
-    p.ssd_bw_fraction_kv_region = SsdBwFraction(p.r, rep.iobench_kv_region_peak_bytes_per_s);
   }
   rep.ratios = ComputeTraceRatios(rep.points);
   return rep;

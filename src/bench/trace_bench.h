@@ -1,8 +1,8 @@
 // The KV-trace benchmark: for every (policy, budget) pair, RunTraceReplay in a fresh child
 // process confined to a new memory cgroup limited to the budget (the store's pages dropped
 // first, so every point starts cold), with the device's own peak bandwidth as the yardstick for
-// SSD utilization: measured before each budget's runs over the whole data area, and after them
-// over the blocks the replays read. Produces the points and the ratios that
+// SSD utilization: measured before each budget's runs over the whole data area, and right after
+// each run that read from the device over the blocks it read. Produces the points and the ratios that
 // docs/performance.md and the `bench --json` contract (DESIGN.md) report.
 //
 // Thread-safety: RunTraceBench forks; call it from a process with no other threads.
@@ -44,10 +44,14 @@ struct TracePoint {
   TraceReplayResult r;  // valid when !oom && error.empty()
   uint64_t peak_mem_bytes = 0;
   double ssd_bw_fraction = 0;  // decode-phase device read bandwidth / iobench peak
-  // The same bandwidth over the iobench peak measured on the blocks the replay reads (the KV
-  // region): the fair yardstick on a device whose speed depends on where it is read. 0 = not
-  // measured.
+  // The same bandwidth over the iobench peak of the blocks the run read (its KV region),
+  // measured right after the run: the fair yardstick on a device whose speed depends on where
+  // and when it is read. For a point of several runs, the median of the runs' fractions (each
+  // against its own measurement, listed in run_kv_region_fractions). 0 = not measured (a given
+  // peak, or a run that read nothing from the device).
   double ssd_bw_fraction_kv_region = 0;
+  double kv_region_peak_bytes_per_s = 0;  // that measurement (of the run MedianRun picks)
+  std::vector<double> run_kv_region_fractions;
   double wall_ms = 0;
   // p50 step time of each successful run of the point (one entry without --repeat).
   std::vector<double> run_p50_ms;
@@ -89,8 +93,8 @@ struct TraceRatios {
 struct TraceBenchReport {
   double iobench_peak_bytes_per_s = 0;  // the median of the measurements (or the one given)
   std::vector<double> iobench_peak_runs_bytes_per_s;  // one per budget when measured
-  // iobench over the KV region (the span of the replays' segments), after each budget's runs;
-  // empty when the peak was given rather than measured.
+  // iobench over each run's KV region (the span of its segments), right after every run that
+  // read from the device; empty when the peak was given rather than measured.
   double iobench_kv_region_peak_bytes_per_s = 0;  // the median
   std::vector<double> iobench_kv_region_peak_runs_bytes_per_s;
   uint64_t kv_region_offset_bytes = 0;

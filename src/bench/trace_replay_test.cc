@@ -229,6 +229,21 @@ TEST(MedianRunTest, ReportsTheMedianRunAndEveryRunsP50) {
   EXPECT_EQ(m.r.decode_step_ms_p50, 20);
   EXPECT_EQ(m.runs, 5u);
   EXPECT_EQ(m.oom_runs, 2u);
+  // Each run's fraction of its own KV-region peak: the point takes their median, whichever run
+  // its p50 picks; runs that measured none (0) do not count.
+  auto frac = [&](double p50, double f) {
+    TracePoint p = run(p50);
+    p.ssd_bw_fraction_kv_region = f;
+    return p;
+  };
+  m = MedianRun({frac(30, 0.80), frac(10, 0.95), frac(20, 1.00), frac(15, 0)});
+  EXPECT_EQ(m.r.decode_step_ms_p50, 15);
+  EXPECT_DOUBLE_EQ(m.ssd_bw_fraction_kv_region, 0.95);
+  EXPECT_EQ(m.run_kv_region_fractions, (std::vector<double>{0.80, 0.95, 1.00}));
+  m = MedianRun({run(30), run(10)});
+  EXPECT_EQ(m.ssd_bw_fraction_kv_region, 0);
+  EXPECT_TRUE(m.run_kv_region_fractions.empty());
+  m = MedianRun({run(40), killed, run(10), killed, run(20)});
   TraceBenchReport rep;
   rep.points.push_back(m);
   EXPECT_NE(TraceBenchMarkdown(rep, TraceShape{}).find("| 2 of 5 runs |"), std::string::npos)

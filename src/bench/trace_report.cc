@@ -70,6 +70,7 @@ std::string TraceBenchJson(const TraceBenchReport& rep, const TraceShape& shape)
       o["decode_total_ms"] = r.decode_total_ms;
       o["ssd_bw_fraction"] = p.ssd_bw_fraction;
       o["ssd_bw_fraction_kv_region"] = p.ssd_bw_fraction_kv_region;
+      o["ssd_bw_fraction_kv_region_runs"] = p.run_kv_region_fractions;
       o["pagecache_hit_ratio"] = r.pagecache_hit_ratio;
       o["page_set_bytes_max"] = r.page_set_bytes_max;
       o["kv_headroom_bytes_min"] = r.kv_headroom_bytes_min;
@@ -116,8 +117,8 @@ std::string TraceBenchMarkdown(const TraceBenchReport& rep, const TraceShape& sh
     const auto [lo, hi] = std::minmax_element(rep.iobench_kv_region_peak_runs_bytes_per_s.begin(),
                                               rep.iobench_kv_region_peak_runs_bytes_per_s.end());
     md += "; over the KV region (" + FormatBytes(rep.kv_region_len_bytes) + " from byte " +
-          std::to_string(rep.kv_region_offset_bytes) + ") " +
-          FormatBandwidth(rep.iobench_kv_region_peak_bytes_per_s) + " (median of " +
+          std::to_string(rep.kv_region_offset_bytes) + "), right after each run that read from "
+          "the device, " + FormatBandwidth(rep.iobench_kv_region_peak_bytes_per_s) + " (median of " +
           std::to_string(rep.iobench_kv_region_peak_runs_bytes_per_s.size()) + ", " +
           FormatBandwidth(*lo) + " to " + FormatBandwidth(*hi) + ")";
   }

@@ -185,12 +185,14 @@ Status RunBench(const BenchArgs& a) {
   DB_ASSIGN_OR_RETURN(TraceBenchReport rep, RunTraceBench(o, [](const TracePoint& p) {
     if (p.ok()) {
       std::printf("%-9s %8s  prefill %8.1f ms  step p50 %8.1f ms p99 %8.1f ms  page %9s  "
-                  "direct %9s  hit %.2f  ssd %.2f  peak %s  depth %u overlap %.3f stall %.1f ms\n",
+                  "direct %9s  hit %.2f  ssd %.2f (KV region %.2f)  peak %s  depth %u overlap %.3f "
+                  "stall %.1f ms\n",
                   KvPolicyName(p.policy), FormatBytes(p.budget_bytes).c_str(), p.r.prefill_ms,
                   p.r.decode_step_ms_p50, p.r.decode_step_ms_p99,
                   FormatBytes(p.r.read_bytes_page).c_str(),
                   FormatBytes(p.r.read_bytes_direct).c_str(), p.r.pagecache_hit_ratio,
-                  p.ssd_bw_fraction, FormatBytes(p.peak_mem_bytes).c_str(), p.r.prefetch_depth,
+                  p.ssd_bw_fraction, p.ssd_bw_fraction_kv_region,
+                  FormatBytes(p.peak_mem_bytes).c_str(), p.r.prefetch_depth,
                   p.r.overlap_efficiency, p.r.stall_ms);
     } else {
       std::printf("%-9s %8s  %s\n", KvPolicyName(p.policy), FormatBytes(p.budget_bytes).c_str(),

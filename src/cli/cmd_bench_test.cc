@@ -47,9 +47,10 @@ TEST(BenchCommandTest, TraceWritesTheJsonContractAndPrintsTheRatiosLast) {
   std::ifstream in(json);
   nlohmann::json j = nlohmann::json::parse(std::string(std::istreambuf_iterator<char>(in), {}));
   EXPECT_GT(j["iobench_peak_bytes_per_s"].get<double>(), 0);
-  // The peak over the blocks the replays read, after each budget's runs.
+  // The peak over the blocks a run read, right after each run that read from the device (every
+  // direct run, at least).
   EXPECT_GT(j["iobench_kv_region_peak_bytes_per_s"].get<double>(), 0);
-  EXPECT_EQ(j["iobench_kv_region_peak_runs_bytes_per_s"].size(), 2u);
+  EXPECT_GE(j["iobench_kv_region_peak_runs_bytes_per_s"].size(), 2u);
   EXPECT_GT(j["kv_region_offset_bytes"].get<uint64_t>(), 0u);
   // 2 layers x (K + V) x 4099 tokens of 512-byte rows, in whole 256-token chunks.
   EXPECT_GE(j["kv_region_len_bytes"].get<uint64_t>(), 2u * 2 * 17 * 256 * 512);
@@ -67,6 +68,7 @@ TEST(BenchCommandTest, TraceWritesTheJsonContractAndPrintsTheRatiosLast) {
     EXPECT_LE(p["peak_mem_bytes"].get<uint64_t>(), p["budget_bytes"].get<uint64_t>());
     if (p["policy"] == "direct") {
       EXPECT_GT(p["ssd_bw_fraction_kv_region"].get<double>(), 0);
+      EXPECT_EQ(p["ssd_bw_fraction_kv_region_runs"].size(), 1u) << p.dump();
     }
   }
   for (const char* r : {"decode_dual_vs_pagecache_best", "prefill_dual_vs_pagecache_best",

@@ -248,18 +248,19 @@ Result<TraceBenchReport> RunTraceBench(const TraceBenchOptions& opts,
         const bool reads_device =
             p.ok() && p.r.device_read_bytes * 100 >= p.r.read_bytes_page + p.r.read_bytes_direct;
         if (measure_peak && reads_device && p.r.kv_region_len_bytes > 0) {
-          DB_ASSIGN_OR_RETURN(p.kv_region_peak_bytes_per_s,
-                              MeasureIobenchPeak(opts.iobench_argv, rep.store_path,
-                                                 p.r.kv_region_offset_bytes,
-                                                 p.r.kv_region_len_bytes));
-          p.ssd_bw_fraction_kv_region = SsdBwFraction(p.r, p.kv_region_peak_bytes_per_s);
-          rep.iobench_kv_region_peak_runs_bytes_per_s.push_back(p.kv_region_peak_bytes_per_s);
-          const uint64_t end = std::max(rep.kv_region_offset_bytes + rep.kv_region_len_bytes,
-                                        p.r.kv_region_offset_bytes + p.r.kv_region_len_bytes);
-          if (rep.kv_region_len_bytes == 0 ||
-              p.r.kv_region_offset_bytes < rep.kv_region_offset_bytes)
-            rep.kv_region_offset_bytes = p.r.kv_region_offset_bytes;
-          rep.kv_region_len_bytes = end - rep.kv_region_offset_bytes;
+          const uint64_t off = p.r.kv_region_offset_bytes, len = p.r.kv_region_len_bytes;
+          DB_ASSIGN_OR_RETURN(double region_peak,
+                              MeasureIobenchPeak(opts.iobench_argv, rep.store_path, off, len));
+          p.ssd_bw_fraction_kv_region = SsdBwFraction(p.r, region_peak);
+          rep.iobench_kv_region_peak_runs_bytes_per_s.push_back(region_peak);
+          // The report names the span every measured run lies in.
+          const uint64_t begin = rep.kv_region_len_bytes == 0
+                                     ? off
+                                     : std::min(rep.kv_region_offset_bytes, off);
+          const uint64_t end =
+              std::max(rep.kv_region_offset_bytes + rep.kv_region_len_bytes, off + len);
+          rep.kv_region_offset_bytes = begin;
+          rep.kv_region_len_bytes = end - begin;
         }
         if (progress) progress(p);
         runs[i].push_back(std::move(p));

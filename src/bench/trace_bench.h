@@ -2,8 +2,8 @@
 // process confined to a new memory cgroup limited to the budget (the store's pages dropped
 // first, so every point starts cold), with the device's own peak bandwidth as the yardstick for
 // SSD utilization: measured before each budget's runs over the whole data area, and right after
-// each run that read from the device over the blocks it read. Produces the points and the ratios that
-// docs/performance.md and the `bench --json` contract (DESIGN.md) report.
+// each run that read from the device over the blocks it read. Produces the points and the ratios
+// that docs/performance.md and the `bench --json` contract (DESIGN.md) report.
 //
 // Thread-safety: RunTraceBench forks; call it from a process with no other threads.
 #pragma once
@@ -50,7 +50,6 @@ struct TracePoint {
   // against its own measurement, listed in run_kv_region_fractions). 0 = not measured (a given
   // peak, or a run that read nothing from the device).
   double ssd_bw_fraction_kv_region = 0;
-  double kv_region_peak_bytes_per_s = 0;  // that measurement (of the run MedianRun picks)
   std::vector<double> run_kv_region_fractions;
   double wall_ms = 0;
   // p50 step time of each successful run of the point (one entry without --repeat).

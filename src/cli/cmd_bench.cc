@@ -264,8 +264,8 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--iobench-seconds", a->iobench_seconds,
                   "Length of each peak measurement (over the data area before each budget's "
-                  "runs, over the blocks the runs read after them; each yardstick is the median "
-                  "of its measurements)")
+                  "runs, and over the blocks a run read right after each run that read from the "
+                  "device)")
       ->capture_default_str();
   cmd->add_flag("--verify-checksums", a->verify, "Verify every chunk's xxHash on read");
   cmd->add_option("--repeat", a->repeat,

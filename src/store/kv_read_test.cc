@@ -21,6 +21,7 @@ namespace {
 
 using dualblade::testing::TempDir;
 using testing::AppendRandom;
+using testing::ExpectChunkMatches;
 using testing::ExpectAll;
 using testing::ExpectRange;
 using testing::KvFixture;
@@ -92,15 +93,11 @@ TEST(KvReadTest, StartQueuesDirectRequestsAndPollQueuesPageRequests) {
   EXPECT_EQ(f->kv().stats().read_requests_direct - before.read_requests_direct, 4u);
   EXPECT_EQ(f->kv().stats().read_requests_page - before.read_requests_page, 0u);
 
-  const uint64_t row = g.row_bytes();
   for (auto* b : {&*p, &*d}) {  // the PAGE batch first: the DIRECT one is in flight meanwhile
     uint64_t tokens = 0;
     while (!(*b)->done()) {
       auto n = (*b)->Poll(/*wait=*/true, [&](const KvChunkView& c) {
-        EXPECT_EQ(0, std::memcmp(c.k, ref.k[c.layer].data() + c.token_begin * row,
-                                 c.n_tokens * row));
-        EXPECT_EQ(0, std::memcmp(c.v, ref.v[c.layer].data() + c.token_begin * row,
-                                 c.n_tokens * row));
+        ExpectChunkMatches(ref, c);
         tokens += c.n_tokens;
       });
       ASSERT_TRUE(n.ok()) << n.status().ToString();
@@ -146,11 +143,7 @@ void CheckRegisteredStaging(const std::string& path, uint64_t size_bytes) {
     for (auto& b : batches) {
       if (b->done()) continue;
       auto n = b->Poll(/*wait=*/false, [&](const KvChunkView& c) {
-        const uint64_t row = g.row_bytes();
-        ASSERT_EQ(0, std::memcmp(c.k, ref.k[c.layer].data() + c.token_begin * row,
-                                 c.n_tokens * row));
-        ASSERT_EQ(0, std::memcmp(c.v, ref.v[c.layer].data() + c.token_begin * row,
-                                 c.n_tokens * row));
+        ExpectChunkMatches(ref, c);
         tokens += c.n_tokens;
       });
       ASSERT_TRUE(n.ok()) << n.status().ToString();

@@ -79,19 +79,25 @@ inline Status AppendRandom(KvStore& kv, SeqId id, RefSequence& ref, uint32_t lay
   return Status::OK();
 }
 
+// Checks a delivered chunk's K and V rows against the reference.
+inline void ExpectChunkMatches(const RefSequence& ref, const KvChunkView& c) {
+  const uint64_t row = ref.geometry.row_bytes();
+  ASSERT_EQ(0, std::memcmp(c.k, ref.k[c.layer].data() + c.token_begin * row, c.n_tokens * row))
+      << "K of layer " << c.layer << " chunk " << c.chunk << " via " << KvSourceName(c.source);
+  ASSERT_EQ(0, std::memcmp(c.v, ref.v[c.layer].data() + c.token_begin * row, c.n_tokens * row))
+      << "V of layer " << c.layer << " chunk " << c.chunk << " via " << KvSourceName(c.source);
+}
+
 // Reads [t0, t1) of a layer chunk by chunk and checks every byte and that each token arrives once.
 inline void ExpectRange(KvStore& kv, SeqId id, const RefSequence& ref, uint32_t layer,
                         uint64_t t0, uint64_t t1) {
-  const uint64_t row = ref.geometry.row_bytes();
   std::vector<int> seen(t1 - t0, 0);
   KvRange range{id, layer, t0, t1};
   Status st = kv.ReadChunks({&range, 1}, [&](const KvChunkView& c) {
     ASSERT_GE(c.token_begin, t0);
     ASSERT_LE(c.token_begin + c.n_tokens, t1);
-    ASSERT_EQ(0, std::memcmp(c.k, ref.k[layer].data() + c.token_begin * row, c.n_tokens * row))
-        << "K of layer " << layer << " chunk " << c.chunk << " via " << KvSourceName(c.source);
-    ASSERT_EQ(0, std::memcmp(c.v, ref.v[layer].data() + c.token_begin * row, c.n_tokens * row))
-        << "V of layer " << layer << " chunk " << c.chunk << " via " << KvSourceName(c.source);
+    ASSERT_EQ(c.layer, layer);
+    ExpectChunkMatches(ref, c);
     for (uint64_t t = 0; t < c.n_tokens; ++t) ++seen[c.token_begin + t - t0];
   });
   ASSERT_TRUE(st.ok()) << st.ToString();

@@ -10,6 +10,7 @@
 #include "bench/device_stats.h"
 #include "bench/trace_pipeline.h"
 #include "common/clock.h"
+#include "common/log.h"
 #include "common/units.h"
 #include "residency/dual_placement.h"
 #include "residency/residency_probe.h"
@@ -219,6 +220,9 @@ Status Replay::Replan() {
         return kv_->SetChunkPath(seq_, layer, begin, end, ToStorePath(path));
       }));
   r_.page_set_bytes_max = std::max(r_.page_set_bytes_max, plan.page_bytes);
+  r_.page_set_bytes_last = plan.page_bytes;
+  DB_LOG_DEBUG("plan: PAGE %s of budget %s: %s", FormatBytes(plan.page_bytes).c_str(),
+               FormatBytes(plan.page_budget_bytes).c_str(), plan.reason.c_str());
   if (r_.kv_headroom_bytes_min == 0 || reading.kv_headroom_bytes < r_.kv_headroom_bytes_min)
     r_.kv_headroom_bytes_min = reading.kv_headroom_bytes;
   if (o_.placement.policy == KvPolicy::kDual && plan.page_bytes > reading.kv_headroom_bytes)
@@ -336,7 +340,16 @@ Status Replay::DecodeStep(uint32_t step) {
                                 std::to_string(step));
   }
   consumed_tokens_ = 0;
+  const KvExecutorStats ex0 = pipeline_->executor_stats();
+  const uint64_t direct_ns0 = kv_->stats().read_direct_busy_ns;
   DB_ASSIGN_OR_RETURN(StepStats st, pipeline_->RunStep(step, n_tokens));
+  const KvExecutorStats ex1 = pipeline_->executor_stats();
+  // What the path balance needs: the PAGE path's copy time as the I/O thread spent it, the
+  // DIRECT path's time in the device as the store saw it.
+  placement_->ObservePathRates({ex1.bytes_page - ex0.bytes_page,
+                                ex1.page_copy_us - ex0.page_copy_us,
+                                ex1.bytes_direct - ex0.bytes_direct,
+                                (kv_->stats().read_direct_busy_ns - direct_ns0) / 1000});
   if (consumed_tokens_ != uint64_t{s_.n_layer} * n_tokens)
     return Status::Corruption("step " + std::to_string(step) + ": read " +
                               std::to_string(consumed_tokens_) + " of " +
@@ -385,6 +398,8 @@ Result<TraceReplayResult> Replay::Run() {
   r_.io_busy_ms = Percentile(io_ms_, 0.5);
   r_.compute_busy_ms = Percentile(compute_ms_, 0.5);
   r_.prefetch_depth = static_cast<uint32_t>(Percentile(depths_, 0.5));
+  r_.page_rate_bytes_per_s = placement_->policy().page_rate_bytes_per_s();
+  r_.direct_rate_bytes_per_s = placement_->policy().direct_rate_bytes_per_s();
   r_.pagecache_hit_ratio =
       r_.probed_page_bytes > 0
           ? static_cast<double>(r_.resident_page_bytes) / static_cast<double>(r_.probed_page_bytes)

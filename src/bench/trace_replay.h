@@ -74,6 +74,11 @@ struct TraceReplayResult {
   double pagecache_hit_ratio = 0;
   // The placement: the largest PAGE set planned, and whether every plan fit its headroom.
   uint64_t page_set_bytes_max = 0;
+  uint64_t page_set_bytes_last = 0;  // planned for the last step
+  // The path balance's rates at the end (dual; 0 = not measured): the PAGE path's copy rate
+  // and the DIRECT path's read rate, moving averages over the steps.
+  double page_rate_bytes_per_s = 0;
+  double direct_rate_bytes_per_s = 0;
   uint64_t kv_headroom_bytes_min = 0;
   bool page_within_headroom = true;
   uint64_t path_transitions = 0;

@@ -73,6 +73,9 @@ std::string TraceBenchJson(const TraceBenchReport& rep, const TraceShape& shape)
       o["ssd_bw_fraction_kv_region_runs"] = p.run_kv_region_fractions;
       o["pagecache_hit_ratio"] = r.pagecache_hit_ratio;
       o["page_set_bytes_max"] = r.page_set_bytes_max;
+      o["page_set_bytes_last"] = r.page_set_bytes_last;
+      o["page_rate_bytes_per_s"] = r.page_rate_bytes_per_s;
+      o["direct_rate_bytes_per_s"] = r.direct_rate_bytes_per_s;
       o["kv_headroom_bytes_min"] = r.kv_headroom_bytes_min;
       o["page_within_headroom"] = r.page_within_headroom;
       o["path_transitions"] = r.path_transitions;
@@ -125,7 +128,7 @@ std::string TraceBenchMarkdown(const TraceBenchReport& rep, const TraceShape& sh
   md += ".\n\n";
   md += "| policy | budget | prefill ms | step p50 ms | step p99 ms | read page | read direct | "
         "device read | busy ms | SSD bw / peak | SSD bw / KV-region peak | hit ratio | "
-        "PAGE set max | peak mem | OOM |\n";
+        "PAGE set max / last | peak mem | OOM |\n";
   md += "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
         "| ---: | --- |\n";
   for (const TracePoint& p : rep.points) {
@@ -138,7 +141,7 @@ std::string TraceBenchMarkdown(const TraceBenchReport& rep, const TraceShape& sh
             std::to_string(r.device_busy_ms) + " | " + Fmt("%.2f", p.ssd_bw_fraction) + " | " +
             Fmt("%.2f", p.ssd_bw_fraction_kv_region) + " | " +
             Fmt("%.2f", r.pagecache_hit_ratio) + " | " + FormatBytes(r.page_set_bytes_max) +
-            " | " + FormatBytes(p.peak_mem_bytes) + " | " +
+            " / " + FormatBytes(r.page_set_bytes_last) + " | " + FormatBytes(p.peak_mem_bytes) + " | " +
             (p.oom_runs == 0 ? std::string("no")
                              : std::to_string(p.oom_runs) + " of " + std::to_string(p.runs) +
                                    " runs") +

@@ -45,6 +45,7 @@ struct BenchArgs {
   uint32_t iobench_qd = 32;
   double iobench_seconds = 3;
   bool verify = false;
+  bool no_path_balance = false;
   uint32_t repeat = 1;
   bool pipeline_sweep = false;
   std::string sweep_depths = "1,2,4,8";
@@ -131,6 +132,7 @@ Status RunBench(const BenchArgs& a) {
   DB_RETURN_IF_ERROR(s.Validate());
   o.replay.compute_us_per_layer = a.compute_us_per_layer;
   o.replay.verify_checksums = a.verify;
+  o.replay.placement.balance_paths = !a.no_path_balance;
   if (a.prefetch_depth == "auto") {
     o.replay.prefetch_depth = TraceReplayOptions::kAutoPrefetch;
   } else {
@@ -268,6 +270,9 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
                   "device)")
       ->capture_default_str();
   cmd->add_flag("--verify-checksums", a->verify, "Verify every chunk's xxHash on read");
+  cmd->add_flag("--no-path-balance", a->no_path_balance,
+                "dual: keep the PAGE set at the headroom, without capping it at the split where "
+                "page-cache copies and direct reads finish together");
   cmd->add_option("--repeat", a->repeat,
                   "Runs per point, policies interleaved; the median run's p50 is reported")
       ->capture_default_str();

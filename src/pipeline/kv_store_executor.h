@@ -74,11 +74,17 @@ struct KvStoreExecutorOptions {
   std::function<Status(uint32_t layer)> before_layer_read;
 };
 
-// What the reads delivered, by where the store served each chunk from. Totals since creation.
+// What the reads delivered, by where the store served each chunk from, and how long each path
+// took. Totals since creation.
 struct KvExecutorStats {
   uint64_t chunks_page = 0;
   uint64_t chunks_direct = 0;
   uint64_t chunks_memory = 0;
+  uint64_t bytes_page = 0;    // K and V rows delivered from the page cache
+  uint64_t bytes_direct = 0;  // and by O_DIRECT reads
+  // The I/O thread's time starting and polling reads that begin on a PAGE chunk: the kernel's
+  // copy out of the page cache runs inline there, so this is what the PAGE path costs a CPU.
+  uint64_t page_copy_us = 0;
   uint64_t bytes_staged = 0;  // copied into the pipeline's staging (not read straight into it)
   uint64_t batches = 0;
 };
@@ -169,6 +175,7 @@ class KvStoreExecutor final : public PipelineExecutor {
   uint64_t source_stride_ = 0;  // chunks per layer in sources_
 
   std::atomic<uint64_t> chunks_page_{0}, chunks_direct_{0}, chunks_memory_{0};
+  std::atomic<uint64_t> bytes_page_{0}, bytes_direct_{0}, page_copy_us_{0};
   std::atomic<uint64_t> bytes_staged_{0}, batches_{0};
 
   std::thread io_thread_, compute_thread_;  // last: started once everything above exists

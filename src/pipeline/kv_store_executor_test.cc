@@ -277,6 +277,13 @@ void ExpectSameResultEveryConfig(Written& s) {
     EXPECT_EQ(xs.bytes_staged, 0u);  // every chunk landed in its staging buffer, none copied
     EXPECT_EQ(xs.chunks_page + xs.chunks_direct + xs.chunks_memory,
               3u * kLayers * kChunksPerLayer);
+    // What the path balance is fed: bytes per path (whole chunks, one size), the PAGE path's
+    // copy time, and the store's time with DIRECT reads in the device.
+    ASSERT_GT(xs.chunks_page, 0u);
+    EXPECT_EQ(xs.bytes_page % xs.chunks_page, 0u);
+    EXPECT_EQ(xs.bytes_page / xs.chunks_page, xs.bytes_direct / xs.chunks_direct);
+    EXPECT_GT(xs.page_copy_us, 0u);
+    EXPECT_GT(after.read_direct_busy_ns, before.read_direct_busy_ns);
     if (first.empty()) {
       first = merged;
     } else {

@@ -40,6 +40,9 @@ class DualPlacement {
   // On error the chunks already moved keep their new paths here too.
   Result<PlacementPlan> Replan(const MemoryReading& reading, const ApplyFn& apply);
 
+  // Feeds the policy's path balance (PlacementPolicy::ObservePathRates).
+  void ObservePathRates(const PathRateSample& sample) { policy_.ObservePathRates(sample); }
+
   const PlacementPolicy& policy() const { return policy_; }
   uint64_t transitions() const { return transitions_; }  // chunk path changes planned so far
   // Chunks holding tokens (full or the partial tail) now on PAGE and on DIRECT.

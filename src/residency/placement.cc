@@ -172,6 +172,43 @@ std::string PlacementPolicy::UpdateBudget(const MemoryReading& reading) {
   return reason;
 }
 
+void PlacementPolicy::ObservePathRates(const PathRateSample& s) {
+  auto blend = [&](double* rate, uint64_t bytes, uint64_t us) {
+    if (bytes < opts_.balance_min_sample_bytes || us == 0) return;
+    const double r = static_cast<double>(bytes) / static_cast<double>(us);
+    *rate = *rate == 0 ? r : opts_.balance_rate_weight * r + (1 - opts_.balance_rate_weight) * *rate;
+  };
+  blend(&page_rate_, s.page_bytes, s.page_us);
+  blend(&direct_rate_, s.direct_bytes, s.direct_us);
+}
+
+// The balanced split: PAGE bytes P and DIRECT bytes D = T - P take P / page_rate and
+// D / direct_rate, run at once; both finish together at P = T x page_rate / (page_rate +
+// direct_rate), and any other split leaves one resource idle while the other finishes. Without a
+// DIRECT rate yet, a probe share goes direct to measure one. Only a cap: a headroom below it
+// still decides (that is memory, not speed).
+std::string PlacementPolicy::UpdateBalance(uint64_t inventory_bytes) {
+  if (!opts_.balance_paths || page_rate_ == 0 || inventory_bytes == 0) {
+    balance_cap_bytes_ = 0;
+    return "";
+  }
+  const double t = static_cast<double>(inventory_bytes);
+  const bool probe = direct_rate_ == 0;
+  const double share = probe ? 1 - opts_.balance_probe_direct_fraction
+                             : page_rate_ / (page_rate_ + direct_rate_);
+  // At least a byte: a cap of 0 means none.
+  const uint64_t target =
+      std::max<uint64_t>(1, static_cast<uint64_t>(std::clamp(share, 0.0, 1.0) * t));
+  const auto band = static_cast<uint64_t>(opts_.balance_band_fraction * t);
+  const uint64_t old = balance_cap_bytes_;
+  if (old == 0 || target > old + band || target + band < old) balance_cap_bytes_ = target;
+  std::string why = std::string(probe ? "balance probe" : "balance") + ": PAGE cap " +
+                    FormatBytes(balance_cap_bytes_) + " (page " +
+                    FormatBytes(static_cast<uint64_t>(page_rate_ * 1e6)) + "/s, direct " +
+                    FormatBytes(static_cast<uint64_t>(direct_rate_ * 1e6)) + "/s)";
+  return why;
+}
+
 PlacementPlan PlacementPolicy::Evaluate(const std::vector<ChunkInfo>& inventory,
                                         const MemoryReading& reading) {
   ++evaluations_;
@@ -182,8 +219,11 @@ PlacementPlan PlacementPolicy::Evaluate(const std::vector<ChunkInfo>& inventory,
   switch (opts_.policy) {
     case KvPolicy::kDual:
       plan.reason = UpdateBudget(reading);
-      plan.page_budget_bytes = budget_bytes_;
-      plan.paths = PlanPagePrefixes(inventory, budget_bytes_, &plan.page_bytes);
+      if (std::string why = UpdateBalance(inventory_bytes); !why.empty())
+        plan.reason += "; " + why;
+      plan.balance_cap_bytes = balance_cap_bytes_;
+      plan.page_budget_bytes = EffectiveBudget();
+      plan.paths = PlanPagePrefixes(inventory, plan.page_budget_bytes, &plan.page_bytes);
       break;
     case KvPolicy::kPageCache:
       plan.paths.assign(inventory.size(), KvPath::kPage);
@@ -223,7 +263,7 @@ KvPath PlacementPolicy::PathForNewChunk(uint32_t chunk_index, uint64_t chunk_byt
       break;
   }
   if (chunk_bytes == 0 || n_segments == 0) return KvPath::kDirect;
-  const uint64_t per_segment_chunks = budget_bytes_ / chunk_bytes / n_segments;
+  const uint64_t per_segment_chunks = EffectiveBudget() / chunk_bytes / n_segments;
   return chunk_index < per_segment_chunks ? KvPath::kPage : KvPath::kDirect;
 }
 

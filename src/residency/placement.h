@@ -18,6 +18,7 @@
 // Thread-safety: none; one owner evaluates it (the decode loop, once per step or so).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -56,9 +57,20 @@ struct PlacementPlan {
   std::vector<PathTransition> transitions;  // chunks whose path changes, in inventory order
   uint64_t page_bytes = 0;                  // bytes of the chunks planned PAGE
   uint64_t page_budget_bytes = 0;           // what the dual policy allowed the PAGE set
+  uint64_t balance_cap_bytes = 0;           // the path balance's cap on it (0 = none)
   uint64_t demoted_bytes = 0;
   uint64_t promoted_bytes = 0;
   std::string reason;  // why the budget is what it is, for logs ("hold", "shrink: ...")
+};
+
+// What each path delivered over a stretch of reads (a decode step) and the time it took: the
+// PAGE path's CPU time copying out of the page cache (misses waited for included), the DIRECT
+// path's time with a read outstanding.
+struct PathRateSample {
+  uint64_t page_bytes = 0;
+  uint64_t page_us = 0;
+  uint64_t direct_bytes = 0;
+  uint64_t direct_us = 0;
 };
 
 struct PlacementOptions {
@@ -78,6 +90,24 @@ struct PlacementOptions {
   // Memory pressure (system PSI "some" avg10, percent) at or above which the set shrinks a band
   // below the headroom instead of to it, and never grows.
   double pressure_some_avg10 = 20.0;
+
+  // Path balance (dual). The two paths use different resources: a PAGE read is a CPU copying
+  // out of the page cache, a DIRECT read the device's DMA. Where the headroom holds more than
+  // the split at which both finish together, reading the rest through the page cache leaves the
+  // device idle while a CPU copies, so the PAGE set is also capped at
+  //   inventory x page_rate / (page_rate + direct_rate)
+  // from the rates measured while reading (ObservePathRates). Off: the PAGE set is the headroom.
+  bool balance_paths = true;
+  // Before any DIRECT read has been measured (the headroom holds everything), this share of the
+  // inventory is read direct, to measure the device; the next plans follow the measured rates.
+  double balance_probe_direct_fraction = 0.125;
+  // The cap moves only when the measured split moves by more than this share of the inventory:
+  // each move demotes or promotes chunks (a promoted chunk misses once).
+  double balance_band_fraction = 0.03;
+  // Weight of the newest sample in the rates' moving averages.
+  double balance_rate_weight = 0.5;
+  // A path's sample counts only with at least this many bytes (a few requests say little).
+  uint64_t balance_min_sample_bytes = 4ull << 20;
 };
 
 class PlacementPolicy {
@@ -95,7 +125,18 @@ class PlacementPolicy {
   // Guarantees for dual, after every call: page_bytes <= page_budget_bytes <=
   // reading.kv_headroom_bytes; in every segment the PAGE chunks are a prefix (the oldest
   // chunks) and the DIRECT chunks the contiguous rest.
+  //
+  // With balance_paths, a measured page rate, and room for more than the balanced split, the
+  // PAGE set is also capped by the path balance (see PlacementOptions).
   PlacementPlan Evaluate(const std::vector<ChunkInfo>& inventory, const MemoryReading& reading);
+
+  // Feeds the path balance with what the reads since the last sample measured. A path with less
+  // than balance_min_sample_bytes keeps its previous rate.
+  void ObservePathRates(const PathRateSample& sample);
+  // The moving averages, bytes per second (0 = not measured yet), and the cap in force (0 = none).
+  double page_rate_bytes_per_s() const { return page_rate_ * 1e6; }
+  double direct_rate_bytes_per_s() const { return direct_rate_ * 1e6; }
+  uint64_t balance_cap_bytes() const { return balance_cap_bytes_; }
 
   // The path a chunk about to be written should take (prefill, or a decode chunk filling up),
   // before it is in any inventory: PAGE only when chunk CHUNK_INDEX of a segment falls inside
@@ -104,8 +145,9 @@ class PlacementPolicy {
   // ignores the remainder that Evaluate hands out one chunk per segment.
   KvPath PathForNewChunk(uint32_t chunk_index, uint64_t chunk_bytes, uint64_t n_segments) const;
 
-  // The PAGE budget currently in force (0 before the first Evaluate for dual).
-  uint64_t page_budget_bytes() const { return budget_bytes_; }
+  // The PAGE budget currently in force (0 before the first Evaluate for dual): the headroom's,
+  // under the path balance's cap where there is one.
+  uint64_t page_budget_bytes() const { return EffectiveBudget(); }
   uint64_t evaluations() const { return evaluations_; }
   uint64_t budget_changes() const { return budget_changes_; }
 
@@ -113,6 +155,12 @@ class PlacementPolicy {
   uint64_t Band(uint64_t headroom_bytes) const;
   // Updates budget_bytes_ from READING; returns the reason.
   std::string UpdateBudget(const MemoryReading& reading);
+  // Moves the balance cap toward the measured split of INVENTORY_BYTES; returns the reason, or
+  // "" when there is no cap.
+  std::string UpdateBalance(uint64_t inventory_bytes);
+  uint64_t EffectiveBudget() const {
+    return balance_cap_bytes_ == 0 ? budget_bytes_ : std::min(budget_bytes_, balance_cap_bytes_);
+  }
 
   PlacementOptions opts_;
   bool sized_ = false;
@@ -120,6 +168,9 @@ class PlacementPolicy {
   uint32_t grow_streak_ = 0;
   uint64_t evaluations_ = 0;
   uint64_t budget_changes_ = 0;
+  double page_rate_ = 0;    // bytes per microsecond
+  double direct_rate_ = 0;
+  uint64_t balance_cap_bytes_ = 0;
 };
 
 // Assigns PAGE to a prefix of every segment, spreading BUDGET_BYTES evenly across segments

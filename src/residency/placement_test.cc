@@ -316,5 +316,96 @@ TEST(PlacementPolicyTest, RandomWalkKeepsEveryInvariant) {
   }
 }
 
+// Path balance: rates in bytes per microsecond x the sample's microseconds.
+PathRateSample Rates(double page_gb_s, double direct_gb_s) {
+  PathRateSample s;
+  s.page_us = s.direct_us = 100'000;
+  s.page_bytes = static_cast<uint64_t>(page_gb_s * 1e3 * 100'000);
+  s.direct_bytes = static_cast<uint64_t>(direct_gb_s * 1e3 * 100'000);
+  return s;
+}
+
+TEST(PathBalanceTest, WithoutRatesThePageSetIsTheHeadroom) {
+  ScriptedHeadroom h({1 * kGiB, 1 * kGiB});
+  PlacementPolicy policy({});
+  auto inv = Inventory(16, 32);  // 512 MiB, all of it fits
+  PlacementPlan plan = policy.Evaluate(inv, h.Next());
+  EXPECT_EQ(plan.page_bytes, 512 * kMiB);
+  EXPECT_EQ(plan.balance_cap_bytes, 0u);
+  // Samples too small to say anything leave the rates unmeasured.
+  PathRateSample tiny = Rates(6, 2);
+  tiny.page_bytes = tiny.direct_bytes = 1 * kMiB;
+  policy.ObservePathRates(tiny);
+  EXPECT_EQ(policy.page_rate_bytes_per_s(), 0);
+  EXPECT_EQ(policy.Evaluate(inv, h.Next()).page_bytes, 512 * kMiB);
+}
+
+TEST(PathBalanceTest, ProbesTheDeviceThenSplitsWhereBothPathsFinishTogether) {
+  ScriptedHeadroom h({1 * kGiB, 1 * kGiB, 1 * kGiB, 1 * kGiB});
+  PlacementPolicy policy({});
+  auto inv = Inventory(16, 32);
+  Apply(policy.Evaluate(inv, h.Next()), &inv);
+  // Only PAGE reads so far: a probe share (1/8) goes direct to measure the device.
+  PathRateSample page_only = Rates(6, 0);
+  page_only.direct_us = 0;
+  policy.ObservePathRates(page_only);
+  PlacementPlan probe = policy.Evaluate(inv, h.Next());
+  EXPECT_EQ(probe.balance_cap_bytes, 448 * kMiB);
+  EXPECT_EQ(probe.page_bytes, 448 * kMiB);
+  EXPECT_EQ(probe.demoted_bytes, 64 * kMiB);
+  ExpectPrefixes(inv, probe.paths);
+  Apply(probe, &inv);
+  // Page copies at 6 GB/s, the device at 2 GB/s (a path's first sample is taken as it is): 3/4
+  // of the KV PAGE, where the copies and the device reads take equally long.
+  policy.ObservePathRates(Rates(6, 2));
+  PlacementPlan split = policy.Evaluate(inv, h.Next());
+  EXPECT_EQ(split.balance_cap_bytes, 384 * kMiB);
+  EXPECT_EQ(split.page_bytes, 384 * kMiB);
+  EXPECT_EQ(split.page_budget_bytes, 384 * kMiB);
+  EXPECT_NE(split.reason.find("balance"), std::string::npos) << split.reason;
+  ExpectPrefixes(inv, split.paths);
+  Apply(split, &inv);
+  // New chunks follow the capped budget: 384 MiB over 16 segments of 1 MiB chunks = 24 each.
+  EXPECT_EQ(policy.PathForNewChunk(23, kChunk, 16), KvPath::kPage);
+  EXPECT_EQ(policy.PathForNewChunk(24, kChunk, 16), KvPath::kDirect);
+  // A small drift of the rates (inside the 3% band) moves nothing.
+  policy.ObservePathRates(Rates(6.2, 2));
+  PlacementPlan hold = policy.Evaluate(inv, h.Next());
+  EXPECT_EQ(hold.balance_cap_bytes, 384 * kMiB);
+  EXPECT_TRUE(hold.transitions.empty());
+}
+
+TEST(PathBalanceTest, TheHeadroomStillWinsAndASlowDeviceKeepsNearlyEverythingPage) {
+  ScriptedHeadroom h({200 * kMiB, 200 * kMiB, 1 * kGiB});
+  PlacementPolicy policy({});
+  auto inv = Inventory(16, 32);
+  Apply(policy.Evaluate(inv, h.Next()), &inv);
+  // The balanced split (3/4) is above a 200 MiB headroom: memory decides.
+  policy.ObservePathRates(Rates(6, 2));
+  PlacementPlan tight = policy.Evaluate(inv, h.Next());
+  EXPECT_EQ(tight.page_budget_bytes, 200 * kMiB);
+  EXPECT_LE(tight.page_bytes, 200 * kMiB);
+  // A device 20x slower than the copies: the split is 20/21 PAGE, the headroom holds it all.
+  PlacementPolicy slow({});
+  auto inv2 = Inventory(16, 32);
+  ScriptedHeadroom roomy({1 * kGiB});
+  slow.ObservePathRates(Rates(6, 0.3));
+  PlacementPlan plan = slow.Evaluate(inv2, roomy.Next());
+  // 20/21 of 512 MiB = 487.6 MiB: 30 chunks in every segment and a 31st in seven.
+  EXPECT_EQ(plan.page_bytes, 487 * kMiB);
+}
+
+TEST(PathBalanceTest, OffKeepsThePageSetAtTheHeadroom) {
+  PlacementOptions o;
+  o.balance_paths = false;
+  PlacementPolicy policy(o);
+  ScriptedHeadroom h({1 * kGiB});
+  auto inv = Inventory(16, 32);
+  policy.ObservePathRates(Rates(6, 2));
+  PlacementPlan plan = policy.Evaluate(inv, h.Next());
+  EXPECT_EQ(plan.page_bytes, 512 * kMiB);
+  EXPECT_EQ(plan.balance_cap_bytes, 0u);
+}
+
 }  // namespace
 }  // namespace dualblade

@@ -154,6 +154,7 @@ class ReadBatchImpl final : public KvReadBatch {
   // to the first PAGE unit. Returns how many.
   size_t SubmitMore(bool direct_only = false);
 
+  KvStoreImpl* store() const { return store_; }
   void UnitDone(ReadUnit* u) {
     --in_kernel_;
     ready_.push_back(u);
@@ -177,7 +178,10 @@ class ReadBatchImpl final : public KvReadBatch {
 
 void ReadUnit::OnIoComplete(IoRequest* r) {
   if (!r->status.ok() && status.ok()) status = r->status;
-  if (--remaining == 0) batch->UnitDone(this);
+  if (--remaining == 0) {
+    if (source == KvSource::kDirect) batch->store()->DirectReadDone();
+    batch->UnitDone(this);
+  }
 }
 
 Status ReadBatchImpl::Plan(std::span<const KvRange> ranges, const KvTargetFn* targets) {
@@ -351,6 +355,7 @@ size_t ReadBatchImpl::SubmitMore(bool direct_only) {
     }
     for (IoRequest& r : u->req) store_->engine().Enqueue(&r);
     if (path == IoPath::kDirect) {
+      store_->DirectReadStarted();
       st.read_bytes_direct += 2 * len;
       st.read_requests_direct += 2;
       // Staging arenas and caller memory alike: what the engine will send as fixed reads.

@@ -98,6 +98,15 @@ Status KvStoreImpl::ReapSome(size_t min_complete) {
   return Status::OK();
 }
 
+void KvStoreImpl::DirectReadStarted() {
+  if (direct_reads_out_++ == 0) direct_busy_since_ns_ = NowNanos();
+}
+
+void KvStoreImpl::DirectReadDone() {
+  if (direct_reads_out_ > 0 && --direct_reads_out_ == 0)
+    stats_.read_direct_busy_ns += NowNanos() - direct_busy_since_ns_;
+}
+
 uint64_t KvStoreImpl::Hash(const uint8_t* p, uint64_t n) {
   const uint64_t t0 = NowNanos();
   const uint64_t h = XXH3_64bits(p, n);

@@ -83,6 +83,9 @@ struct KvStoreStats {
   uint64_t read_requests_registered = 0;
   uint64_t write_bytes_page = 0;
   uint64_t write_bytes_direct = 0;
+  // Time with at least one DIRECT read in the engine (queued to completion seen): the device's
+  // time for them, which with the bytes gives the DIRECT path's rate.
+  uint64_t read_direct_busy_ns = 0;
   uint64_t checksum_ns = 0;  // hashing on write and verifying on read
   uint64_t checksum_bytes = 0;
   uint64_t fadvise_willneed = 0;

@@ -122,6 +122,10 @@ class KvStoreImpl final : public KvStore {
   // --- shared with the read batch and the index codec ---
   const KvStoreOptions& options() const { return opts_; }
   KvStoreStats& mutable_stats() { return stats_; }
+  // A DIRECT read unit went to the engine / came back: the union of those spans is
+  // stats_.read_direct_busy_ns.
+  void DirectReadStarted();
+  void DirectReadDone();
   IoEngine& engine() { return *engine_; }
   uint64_t max_request_bytes() const { return max_request_bytes_; }
   // Submits what is queued and dispatches completions to their tickets; waits for at least
@@ -183,6 +187,8 @@ class KvStoreImpl final : public KvStore {
   uint64_t write_bytes_in_flight_ = 0;
   Status write_error_;
   KvStoreStats stats_;
+  uint32_t direct_reads_out_ = 0;
+  uint64_t direct_busy_since_ns_ = 0;
   std::vector<IoRequest*> reaped_;
   // Read staging arenas of read_staging_bytes each, in slots of 2 * max_request_bytes (one
   // coalesced K run and its V run) on huge pages, so a 1 MiB request is a few physically

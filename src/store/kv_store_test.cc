@@ -206,6 +206,12 @@ TEST(KvStoreTest, ChecksumMismatchNamesTheChunk) {
     FlipByte(f->path(), loc.v_offset_bytes + 100);
     ASSERT_TRUE(f->Reopen().ok());
     ExpectRange(f->kv(), id, ref, 1, 0, 32);  // chunks 0 and 1 are intact
+    // The DIRECT path's device time is counted for DIRECT reads only.
+    if (path == KvPath::kDirect) {
+      EXPECT_GT(f->kv().stats().read_direct_busy_ns, 0u);
+    } else {
+      EXPECT_EQ(f->kv().stats().read_direct_busy_ns, 0u);
+    }
     KvRange r{id, 1, 0, 48};
     Status st = f->kv().ReadChunks({&r, 1}, [](const KvChunkView&) {});
     ASSERT_TRUE(st.IsCorruption()) << st.ToString();

@@ -83,6 +83,37 @@ TEST_F(TraceReplayTest, EveryPolicyReadsEveryRowBackOnItsOwnPath) {
   }
 }
 
+// With everything fitting, dual measures both paths and moves a share of the reads to the
+// device (a probe first, then the balanced split); with the balance off it reads everything
+// through the page cache. 4 layers x 3072 tokens of 1 KiB rows: 24 MiB of KV; the probe's
+// DIRECT samples add up to the rates' minimum over the steps.
+TEST_F(TraceReplayTest, DualBalancesThePathsWhenEverythingFits) {
+  for (bool balance : {true, false}) {
+    SCOPED_TRACE(balance ? "balance on" : "balance off");
+    TraceReplayOptions o = Small(path_, KvPolicy::kDual, 0);
+    o.shape.n_layer = 4;
+    o.shape.n_head_kv = 8;
+    o.shape.n_ctx = 3072;
+    o.shape.chunk_tokens = 256;
+    o.shape.n_gen = 6;
+    o.prefetch_depth = 2;
+    o.placement.balance_paths = balance;
+    auto r = RunTraceReplay(o);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->read_bytes_page + r->read_bytes_direct + r->read_bytes_memory,
+              ExpectedDecodeRowBytes(o.shape));
+    EXPECT_GT(r->page_rate_bytes_per_s, 0);
+    if (balance) {
+      EXPECT_GT(r->read_bytes_direct, 0u);
+      EXPECT_GT(r->direct_rate_bytes_per_s, 0);
+      EXPECT_LT(r->page_set_bytes_last, o.shape.kv_bytes());
+    } else {
+      EXPECT_EQ(r->read_bytes_direct, 0u);
+      EXPECT_EQ(r->page_set_bytes_last, o.shape.kv_bytes());
+    }
+  }
+}
+
 TEST_F(TraceReplayTest, DualWithNoHeadroomReadsEverythingDirect) {
   // A 16 MiB budget is all taken by the declared staging: headroom 0, no PAGE chunk.
   auto r = RunTraceReplay(Small(path_, KvPolicy::kDual, 16 * kMiB));

@@ -173,13 +173,18 @@ std::string PlacementPolicy::UpdateBudget(const MemoryReading& reading) {
 }
 
 void PlacementPolicy::ObservePathRates(const PathRateSample& s) {
-  auto blend = [&](double* rate, uint64_t bytes, uint64_t us) {
-    if (bytes < opts_.balance_min_sample_bytes || us == 0) return;
-    const double r = static_cast<double>(bytes) / static_cast<double>(us);
+  // Samples smaller than the minimum add up until they reach it, so a small KV is measured too.
+  auto blend = [&](double* rate, uint64_t* acc_bytes, uint64_t* acc_us, uint64_t bytes,
+                   uint64_t us) {
+    *acc_bytes += bytes;
+    *acc_us += us;
+    if (*acc_bytes < opts_.balance_min_sample_bytes || *acc_us == 0) return;
+    const double r = static_cast<double>(*acc_bytes) / static_cast<double>(*acc_us);
     *rate = *rate == 0 ? r : opts_.balance_rate_weight * r + (1 - opts_.balance_rate_weight) * *rate;
+    *acc_bytes = *acc_us = 0;
   };
-  blend(&page_rate_, s.page_bytes, s.page_us);
-  blend(&direct_rate_, s.direct_bytes, s.direct_us);
+  blend(&page_rate_, &pending_.page_bytes, &pending_.page_us, s.page_bytes, s.page_us);
+  blend(&direct_rate_, &pending_.direct_bytes, &pending_.direct_us, s.direct_bytes, s.direct_us);
 }
 
 // The balanced split: PAGE bytes P and DIRECT bytes D = T - P take P / page_rate and

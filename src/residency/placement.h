@@ -10,7 +10,9 @@
 // replayed from scripted readings.
 //
 // Policies:
-//   dual       a PAGE set no larger than the headroom, the rest DIRECT (the default);
+//   dual       a PAGE set no larger than the headroom, the rest DIRECT (the default); where the
+//              caller feeds measured path rates (ObservePathRates), also no larger than the
+//              split at which the page-cache copies and the device reads finish together;
 //   pagecache  every chunk PAGE (the file-based baseline);
 //   direct     every chunk DIRECT;
 //   memory     KV kept in anonymous memory (every chunk MEMORY; the policy only reports it).
@@ -106,7 +108,7 @@ struct PlacementOptions {
   double balance_band_fraction = 0.03;
   // Weight of the newest sample in the rates' moving averages.
   double balance_rate_weight = 0.5;
-  // A path's sample counts only with at least this many bytes (a few requests say little).
+  // A path's samples add up until they hold at least this many bytes (a few requests say little).
   uint64_t balance_min_sample_bytes = 4ull << 20;
 };
 
@@ -130,8 +132,8 @@ class PlacementPolicy {
   // PAGE set is also capped by the path balance (see PlacementOptions).
   PlacementPlan Evaluate(const std::vector<ChunkInfo>& inventory, const MemoryReading& reading);
 
-  // Feeds the path balance with what the reads since the last sample measured. A path with less
-  // than balance_min_sample_bytes keeps its previous rate.
+  // Feeds the path balance with what the reads since the last sample measured. A path's rate
+  // changes once its samples add up to balance_min_sample_bytes.
   void ObservePathRates(const PathRateSample& sample);
   // The moving averages, bytes per second (0 = not measured yet), and the cap in force (0 = none).
   double page_rate_bytes_per_s() const { return page_rate_ * 1e6; }
@@ -170,6 +172,7 @@ class PlacementPolicy {
   uint64_t budget_changes_ = 0;
   double page_rate_ = 0;    // bytes per microsecond
   double direct_rate_ = 0;
+  PathRateSample pending_;  // what has not reached balance_min_sample_bytes yet, per path
   uint64_t balance_cap_bytes_ = 0;
 };
 

@@ -332,12 +332,16 @@ TEST(PathBalanceTest, WithoutRatesThePageSetIsTheHeadroom) {
   PlacementPlan plan = policy.Evaluate(inv, h.Next());
   EXPECT_EQ(plan.page_bytes, 512 * kMiB);
   EXPECT_EQ(plan.balance_cap_bytes, 0u);
-  // Samples too small to say anything leave the rates unmeasured.
-  PathRateSample tiny = Rates(6, 2);
-  tiny.page_bytes = tiny.direct_bytes = 1 * kMiB;
+  // Samples too small to say anything leave the rates unmeasured, until they add up.
+  PathRateSample tiny;
+  tiny.page_bytes = 1 * kMiB;
+  tiny.page_us = 200;
   policy.ObservePathRates(tiny);
   EXPECT_EQ(policy.page_rate_bytes_per_s(), 0);
   EXPECT_EQ(policy.Evaluate(inv, h.Next()).page_bytes, 512 * kMiB);
+  for (int i = 0; i < 3; ++i) policy.ObservePathRates(tiny);
+  EXPECT_DOUBLE_EQ(policy.page_rate_bytes_per_s(), 4.0 * kMiB / 800e-6);
+  EXPECT_EQ(policy.direct_rate_bytes_per_s(), 0);
 }
 
 TEST(PathBalanceTest, ProbesTheDeviceThenSplitsWhereBothPathsFinishTogether) {

@@ -49,6 +49,7 @@ Scenario RandomScenario(uint64_t seed) {
   s.plan.queue_depth = 1 + static_cast<uint32_t>(rng.Below(8));
   c.compute_queue = 1 + static_cast<uint32_t>(rng.Below(3));
   c.compute_wake_us = rng.Below(100);
+  c.issue_start_shift = rng.Below(2) == 0 ? 0 : 1 + static_cast<uint32_t>(rng.Below(16));
   return s;
 }
 
@@ -204,6 +205,44 @@ TEST(PipelineSimTest, CancelDrainsAndReturnsBusy) {
   EXPECT_TRUE(h.pool().full());
   EXPECT_EQ(h.executor().outstanding(), 0u);
   EXPECT_TRUE(h.RunStep(1, nullptr).ok());  // a cancel applies to one step only
+}
+
+// A layer's reads start at the chunk issue_start_chunk names, run to the layer's end without a
+// request crossing it, then wrap to chunk 0; a start past the layer counts as 0. Every chunk is
+// still read once and the step completes.
+TEST(PipelineSimTest, ReadsStartAtTheChunkEachLayerNames) {
+  SimConfig c;
+  c.n_layer = 3;
+  c.chunks_per_layer = 8;
+  c.issue_start_shift = 5;  // layers start at chunks 5, 6, 7
+  PipelinePlan plan;
+  plan.depth = 1;
+  plan.request_chunks = 2;
+  plan.queue_depth = 4;
+  SimHarness h(c, 64 * c.chunk_bytes, plan, /*auto_depth=*/false);
+  StepStats stats;
+  ASSERT_TRUE(h.RunStep(0, &stats).ok());
+  EXPECT_TRUE(h.consumer().StepComplete());
+  std::vector<std::vector<SimExecutor::Issued>> by_layer(c.n_layer);
+  for (const SimExecutor::Issued& r : h.executor().issued()) by_layer.at(r.layer).push_back(r);
+  for (uint32_t l = 0; l < c.n_layer; ++l) {
+    SCOPED_TRACE("layer " + std::to_string(l));
+    ASSERT_FALSE(by_layer[l].empty());
+    EXPECT_EQ(by_layer[l].front().first_chunk, 5 + l);
+    std::vector<int> seen(c.chunks_per_layer, 0);
+    for (const SimExecutor::Issued& r : by_layer[l]) {
+      EXPECT_LE(r.first_chunk + r.n_chunks, c.chunks_per_layer);  // no request wraps
+      for (uint32_t i = 0; i < r.n_chunks; ++i) ++seen.at(r.first_chunk + i);
+    }
+    for (uint32_t k = 0; k < c.chunks_per_layer; ++k) EXPECT_EQ(seen[k], 1) << "chunk " << k;
+  }
+  // Layer 0 in issue order: 5-6, 7 (cut at the end), then 0-1, 2-3, 4.
+  ASSERT_EQ(by_layer[0].size(), 5u);
+  EXPECT_EQ(by_layer[0][1].first_chunk, 7u);
+  EXPECT_EQ(by_layer[0][1].n_chunks, 1u);
+  EXPECT_EQ(by_layer[0][2].first_chunk, 0u);
+  EXPECT_EQ(by_layer[0][4].first_chunk, 4u);
+  EXPECT_EQ(by_layer[0][4].n_chunks, 1u);
 }
 
 }  // namespace

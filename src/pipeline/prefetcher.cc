@@ -47,10 +47,17 @@ void Prefetcher::IssueReads() {
       std::min<uint64_t>(uint64_t{computing_layer_} + plan_.depth, opts_.n_layer - 1);
   while (failed_.ok() && cursor_layer_ < opts_.n_layer && cursor_layer_ <= last_layer &&
          reads_in_flight_ < plan_.queue_depth) {
-    uint32_t want = std::min(plan_.request_chunks, opts_.chunks_per_layer - cursor_chunk_);
+    const uint32_t n = opts_.chunks_per_layer;
+    if (cursor_pos_ == 0) {
+      cursor_start_ = opts_.issue_start_chunk ? opts_.issue_start_chunk(cursor_layer_) : 0;
+      if (cursor_start_ >= n) cursor_start_ = 0;
+    }
+    const uint32_t chunk = (cursor_start_ + cursor_pos_) % n;
+    // A request never wraps past the layer's last chunk: its chunks are one contiguous range.
+    const uint32_t want = std::min({plan_.request_chunks, n - cursor_pos_, n - chunk});
     Request req;
     req.layer = cursor_layer_;
-    req.first_chunk = cursor_chunk_;
+    req.first_chunk = chunk;
     while (req.leases.size() < want) {
       std::optional<StagingLease> lease = pool_->TryAcquire();
       if (!lease) break;
@@ -72,9 +79,9 @@ void Prefetcher::IssueReads() {
     leases_held_ += rr.n_chunks;
     stats_.peak_staging_bytes =
         std::max<uint64_t>(stats_.peak_staging_bytes, leases_held_ * pool_->buffer_bytes());
-    cursor_chunk_ += rr.n_chunks;
-    if (cursor_chunk_ == opts_.chunks_per_layer) {
-      cursor_chunk_ = 0;
+    cursor_pos_ += rr.n_chunks;
+    if (cursor_pos_ == n) {
+      cursor_pos_ = 0;
       ++cursor_layer_;
     }
     uint64_t token = requests_.size();
@@ -198,7 +205,7 @@ Status Prefetcher::RunStep(uint64_t step, StepStats* stats) {
   ready_.assign(opts_.n_layer, {});
   ready_head_.assign(opts_.n_layer, 0);
   requests_.clear();
-  cursor_layer_ = cursor_chunk_ = 0;
+  cursor_layer_ = cursor_pos_ = cursor_start_ = 0;
   computing_layer_ = handing_layer_ = 0;
   chunks_done_.assign(opts_.n_layer, 0);
   stats_ = StepStats{};

@@ -38,6 +38,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -123,6 +124,12 @@ struct PrefetcherOptions {
   // the layer's tail, or the next layer's chunks behind that tail) while one runs, so a compute
   // thread goes from task to task without waiting for this scheduler to wake up and answer.
   uint32_t max_compute_queue = 2;
+  // Optional: the chunk each layer's reads start from; they go from there to the layer's end,
+  // then from chunk 0 up to it (a value past the layer's chunks counts as 0). Called once per
+  // layer and step, on the caller's thread. The KV trace starts at a layer's first DIRECT chunk,
+  // so the device reads the layer's DIRECT suffix while its PAGE prefix is being copied instead
+  // of after it. Null: chunk 0, in order.
+  std::function<uint32_t(uint32_t layer)> issue_start_chunk;
 };
 
 class Prefetcher {
@@ -181,7 +188,9 @@ class Prefetcher {
   std::vector<std::vector<uint32_t>> ready_;  // per layer: landed chunks, in completion order
   std::vector<size_t> ready_head_;
   std::vector<Request> requests_;             // indexed by read token
-  uint32_t cursor_layer_ = 0, cursor_chunk_ = 0;  // next chunk to issue
+  // Next chunk to issue: the cursor_pos_-th of cursor_layer_ in issue order, which starts at
+  // chunk cursor_start_.
+  uint32_t cursor_layer_ = 0, cursor_pos_ = 0, cursor_start_ = 0;
   uint32_t computing_layer_ = 0;  // the oldest layer whose tail has not completed
   uint32_t handing_layer_ = 0;    // whose chunks go to compute next (computing_layer_ or the next)
   std::vector<uint32_t> chunks_done_;  // per layer: partials completed

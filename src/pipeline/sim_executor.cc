@@ -14,6 +14,7 @@ uint8_t SimPattern(uint64_t step, uint32_t layer, uint32_t chunk, size_t i) {
 }
 
 void SimExecutor::StartRead(uint64_t token, const ReadRequest& req) {
+  issued_.push_back({req.layer, req.first_chunk, req.n_chunks});
   uint64_t service = cfg_.request_overhead_us;
   for (uint32_t i = 0; i < req.n_chunks; ++i) {
     service += static_cast<uint64_t>(cfg_.io_us_per_chunk * (0.5 + rng_.Uniform()));
@@ -131,6 +132,11 @@ SimHarness::SimHarness(const SimConfig& cfg, uint64_t budget_bytes, const Pipeli
   opts.chunk_bytes = cfg.chunk_bytes;
   opts.fixed_plan = plan;
   opts.max_compute_queue = cfg.compute_queue;
+  if (cfg.issue_start_shift != 0) {
+    opts.issue_start_chunk = [n = cfg.chunks_per_layer, k = cfg.issue_start_shift](uint32_t l) {
+      return (l + k) % (n + 1);
+    };
+  }
   if (auto_depth) {
     AdaptiveControllerOptions c;
     c.layer_bytes = cfg.chunk_bytes * cfg.chunks_per_layer;

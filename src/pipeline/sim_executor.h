@@ -56,6 +56,9 @@ struct SimConfig {
   uint32_t compute_queue = 2;    // PrefetcherOptions::max_compute_queue
   double read_error_rate = 0;    // per read request
   uint64_t cancel_at_event = 0;  // 1-based event index at which Cancel() is called; 0 = never
+  // PrefetcherOptions::issue_start_chunk: 0 = none; else layer l's reads start at chunk
+  // (l + issue_start_shift) % (chunks_per_layer + 1), chunks_per_layer itself meaning chunk 0.
+  uint32_t issue_start_shift = 0;
 };
 
 class SimExecutor final : public PipelineExecutor {
@@ -78,6 +81,11 @@ class SimExecutor final : public PipelineExecutor {
   size_t outstanding() const { return events_.size(); }
   bool cancel_fired() const { return cancel_fired_; }
   uint64_t events() const { return n_events_; }
+  // (layer, first chunk, chunks) of every read started, in order.
+  struct Issued {
+    uint32_t layer, first_chunk, n_chunks;
+  };
+  const std::vector<Issued>& issued() const { return issued_; }
   uint64_t trace_digest() const { return digest_; }
 
  private:
@@ -97,6 +105,7 @@ class SimExecutor final : public PipelineExecutor {
   uint64_t device_free_us_ = 0;
   uint64_t seq_ = 0;
   uint64_t n_events_ = 0;
+  std::vector<Issued> issued_;
   uint64_t digest_ = 0;
   uint64_t compute_free_us_ = 0;  // when the serial compute resource finishes its queue
   bool cancel_fired_ = false;

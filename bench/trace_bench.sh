@@ -11,9 +11,8 @@
 # (layers read ahead, default 2: every policy runs with the pipeline, as inference does; 0 reads
 # each layer only once the previous one is done, the no-overlap baseline of the pipeline sweep)
 # and REPEAT (runs per point, policies interleaved, the median run reported; default 3, since
-# where dual and pagecache make the same plan their ratio is noise around 1.0) may be set in the
-# environment. The store is dualblade-data/trace.store (created
-# and written once on first use; 1 GiB).
+# step times on a shared machine spread by 10-20% between runs) may be set in the environment.
+# The store is dualblade-data/trace.store (created and written once on first use; 1 GiB).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${1:-$root/build}"

@@ -178,8 +178,8 @@ Result<StepStats> TracePipeline::RunStep(uint64_t step, uint64_t n_tokens) {
       std::clamp<uint64_t>(requests_per_layer * (depth + 1), 1, opts_.max_queue_depth));
   po.stream_chunks = opts_.prefetch_depth != 0;
   po.max_chunks_per_compute = opts_.max_chunks_per_compute;
-  // Each layer's reads start at its first DIRECT chunk (dual's PAGE prefix comes after the
-  // DIRECT suffix): the device gets the layer's direct reads while the I/O thread copies its
+  // Each layer's reads start at its first DIRECT chunk (dual's DIRECT chunks are the suffix after
+  // its PAGE prefix): the device gets the layer's direct reads while the I/O thread copies its
   // page-cache chunks, not once they are copied. Looked up now, while this thread owns the store.
   std::vector<uint32_t> start(n_layer_, 0);
   const uint64_t full = n_tokens / ct;

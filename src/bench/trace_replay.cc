@@ -349,7 +349,8 @@ Status Replay::DecodeStep(uint32_t step) {
   placement_->ObservePathRates({ex1.bytes_page - ex0.bytes_page,
                                 ex1.page_copy_us - ex0.page_copy_us,
                                 ex1.bytes_direct - ex0.bytes_direct,
-                                (kv_->stats().read_direct_busy_ns - direct_ns0) / 1000});
+                                (kv_->stats().read_direct_busy_ns - direct_ns0) / 1000,
+                                st.step_us, st.stall_us});
   if (consumed_tokens_ != uint64_t{s_.n_layer} * n_tokens)
     return Status::Corruption("step " + std::to_string(step) + ": read " +
                               std::to_string(consumed_tokens_) + " of " +

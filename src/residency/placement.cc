@@ -1,6 +1,7 @@
 #include "residency/placement.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <numeric>
 #include <tuple>
 
@@ -183,6 +184,13 @@ void PlacementPolicy::ObservePathRates(const PathRateSample& s) {
     *rate = *rate == 0 ? r : opts_.balance_rate_weight * r + (1 - opts_.balance_rate_weight) * *rate;
     *acc_bytes = *acc_us = 0;
   };
+  if (s.step_us > 0) {
+    const double f = static_cast<double>(std::min(s.stall_us, s.step_us)) /
+                     static_cast<double>(s.step_us);
+    stall_fraction_ = stall_fraction_ < 0 ? f
+                                          : opts_.balance_rate_weight * f +
+                                                (1 - opts_.balance_rate_weight) * stall_fraction_;
+  }
   blend(&page_rate_, &pending_.page_bytes, &pending_.page_us, s.page_bytes, s.page_us);
   blend(&direct_rate_, &pending_.direct_bytes, &pending_.direct_us, s.direct_bytes, s.direct_us);
 }
@@ -196,6 +204,13 @@ std::string PlacementPolicy::UpdateBalance(uint64_t inventory_bytes) {
   if (!opts_.balance_paths || page_rate_ == 0 || inventory_bytes == 0) {
     balance_cap_bytes_ = 0;
     return "";
+  }
+  if (stall_fraction_ >= 0 && stall_fraction_ < opts_.balance_min_stall_fraction) {
+    balance_cap_bytes_ = 0;
+    char why[96];
+    std::snprintf(why, sizeof why, "no balance: compute-bound (stalled %.0f%% of a step)",
+                  100 * stall_fraction_);
+    return why;
   }
   const double t = static_cast<double>(inventory_bytes);
   const bool probe = direct_rate_ == 0;

@@ -73,6 +73,10 @@ struct PathRateSample {
   uint64_t page_us = 0;
   uint64_t direct_bytes = 0;
   uint64_t direct_us = 0;
+  // The step these reads fed, and the part of it compute waited for them (0, 0: not known, taken
+  // as reads on the critical path).
+  uint64_t step_us = 0;
+  uint64_t stall_us = 0;
 };
 
 struct PlacementOptions {
@@ -110,6 +114,11 @@ struct PlacementOptions {
   double balance_rate_weight = 0.5;
   // A path's samples add up until they hold at least this many bytes (a few requests say little).
   uint64_t balance_min_sample_bytes = 4ull << 20;
+  // The balance applies only while compute waits for the reads for at least this share of a
+  // step (moving average). Below it compute is the bottleneck: a faster split of the reads does
+  // not shorten the step, and DIRECT reads' completions compete with compute for the CPUs (on a
+  // 2-vCPU VM at 1 GiB, depth 1, compute = I/O: 107-117 ms a step balanced, 89-94 not).
+  double balance_min_stall_fraction = 0.25;
 };
 
 class PlacementPolicy {
@@ -139,6 +148,7 @@ class PlacementPolicy {
   double page_rate_bytes_per_s() const { return page_rate_ * 1e6; }
   double direct_rate_bytes_per_s() const { return direct_rate_ * 1e6; }
   uint64_t balance_cap_bytes() const { return balance_cap_bytes_; }
+  double stall_fraction() const { return stall_fraction_; }  // < 0: not known
 
   // The path a chunk about to be written should take (prefill, or a decode chunk filling up),
   // before it is in any inventory: PAGE only when chunk CHUNK_INDEX of a segment falls inside
@@ -172,6 +182,7 @@ class PlacementPolicy {
   uint64_t budget_changes_ = 0;
   double page_rate_ = 0;    // bytes per microsecond
   double direct_rate_ = 0;
+  double stall_fraction_ = -1;  // moving average; < 0: not known
   PathRateSample pending_;  // what has not reached balance_min_sample_bytes yet, per path
   uint64_t balance_cap_bytes_ = 0;
 };

@@ -325,6 +325,14 @@ PathRateSample Rates(double page_gb_s, double direct_gb_s) {
   return s;
 }
 
+// 512 MiB of KV under a 1 GiB headroom for every reading, planned once (everything PAGE).
+struct RoomyPlan {
+  RoomyPlan() { Apply(policy.Evaluate(inv, h.Next()), &inv); }
+  ScriptedHeadroom h{std::vector<uint64_t>(8, 1 * kGiB)};
+  PlacementPolicy policy{PlacementOptions{}};
+  std::vector<ChunkInfo> inv = Inventory(16, 32);
+};
+
 TEST(PathBalanceTest, WithoutRatesThePageSetIsTheHeadroom) {
   ScriptedHeadroom h({1 * kGiB, 1 * kGiB});
   PlacementPolicy policy({});
@@ -345,10 +353,8 @@ TEST(PathBalanceTest, WithoutRatesThePageSetIsTheHeadroom) {
 }
 
 TEST(PathBalanceTest, ProbesTheDeviceThenSplitsWhereBothPathsFinishTogether) {
-  ScriptedHeadroom h({1 * kGiB, 1 * kGiB, 1 * kGiB, 1 * kGiB});
-  PlacementPolicy policy({});
-  auto inv = Inventory(16, 32);
-  Apply(policy.Evaluate(inv, h.Next()), &inv);
+  RoomyPlan r;
+  auto& [h, policy, inv] = r;
   // Only PAGE reads so far: a probe share (1/8) goes direct to measure the device.
   PathRateSample page_only = Rates(6, 0);
   page_only.direct_us = 0;
@@ -409,6 +415,58 @@ TEST(PathBalanceTest, OffKeepsThePageSetAtTheHeadroom) {
   PlacementPlan plan = policy.Evaluate(inv, h.Next());
   EXPECT_EQ(plan.page_bytes, 512 * kMiB);
   EXPECT_EQ(plan.balance_cap_bytes, 0u);
+}
+
+// With rates fed between plans (anything from a device 10x slower than the copies to one as
+// fast), every plan still fits its headroom and the balance cap, as per-segment prefixes.
+TEST(PathBalanceTest, RandomRatesKeepEveryInvariant) {
+  for (uint32_t seed = 1; seed <= 20; ++seed) {
+    std::mt19937_64 rng(seed);
+    std::vector<uint64_t> script;
+    for (int i = 0; i < 100; ++i) script.push_back(rng() % (1 * kGiB));
+    ScriptedHeadroom h(script);
+    PlacementPolicy policy({});
+    auto inv = Inventory(8, 32, KvPath::kDirect, seed);
+    for (size_t i = 0; i < script.size(); ++i) {
+      if (rng() % 4 != 0) policy.ObservePathRates(Rates(1 + rng() % 10, 1 + rng() % 10 / 10.0));
+      PlacementPlan plan = policy.Evaluate(inv, h.Next());
+      ASSERT_LE(plan.page_bytes, plan.page_budget_bytes) << "seed " << seed << " step " << i;
+      ASSERT_LE(plan.page_budget_bytes, script[i]) << "seed " << seed << " step " << i;
+      if (plan.balance_cap_bytes != 0) ASSERT_LE(plan.page_bytes, plan.balance_cap_bytes);
+      ASSERT_EQ(plan.page_bytes, PageBytes(inv, plan.paths));
+      ExpectPrefixes(inv, plan.paths);
+      Apply(plan, &inv);
+    }
+  }
+}
+
+// The balance applies while compute waits for the reads; a compute-bound step (stall under a
+// quarter of it, moving average) lifts the cap, and reads on the critical path bring it back.
+TEST(PathBalanceTest, OnlyWhileComputeWaitsForTheReads) {
+  RoomyPlan r;
+  auto& [h, policy, inv] = r;
+  PathRateSample io_bound = Rates(6, 2);
+  io_bound.step_us = 100'000;
+  io_bound.stall_us = 60'000;
+  policy.ObservePathRates(io_bound);
+  PlacementPlan capped = policy.Evaluate(inv, h.Next());
+  EXPECT_EQ(capped.page_bytes, 384 * kMiB);
+  Apply(capped, &inv);
+  // Compute-bound: 5% stalled. The average (weight 1/2) falls to 0.325, then 0.1875.
+  PathRateSample compute_bound = io_bound;
+  compute_bound.stall_us = 5'000;
+  policy.ObservePathRates(compute_bound);
+  EXPECT_EQ(policy.Evaluate(inv, h.Next()).page_bytes, 384 * kMiB);
+  policy.ObservePathRates(compute_bound);
+  PlacementPlan lifted = policy.Evaluate(inv, h.Next());
+  EXPECT_DOUBLE_EQ(policy.stall_fraction(), 0.1875);
+  EXPECT_EQ(lifted.balance_cap_bytes, 0u);
+  EXPECT_EQ(lifted.page_bytes, 512 * kMiB);
+  EXPECT_NE(lifted.reason.find("compute-bound"), std::string::npos) << lifted.reason;
+  Apply(lifted, &inv);
+  // Stalled again: 0.39 on average, and the balanced split is back.
+  policy.ObservePathRates(io_bound);
+  EXPECT_EQ(policy.Evaluate(inv, h.Next()).page_bytes, 384 * kMiB);
 }
 
 }  // namespace

@@ -11,8 +11,9 @@
 //
 // Policies:
 //   dual       a PAGE set no larger than the headroom, the rest DIRECT (the default); where the
-//              caller feeds measured path rates (ObservePathRates), also no larger than the
-//              split at which the page-cache copies and the device reads finish together;
+//              caller feeds measured path rates (ObservePathRates), and while compute waits
+//              for the reads, also no larger than the split at which the page-cache copies and
+//              the device reads finish together;
 //   pagecache  every chunk PAGE (the file-based baseline);
 //   direct     every chunk DIRECT;
 //   memory     KV kept in anonymous memory (every chunk MEMORY; the policy only reports it).

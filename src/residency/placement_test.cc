@@ -432,7 +432,9 @@ TEST(PathBalanceTest, RandomRatesKeepEveryInvariant) {
       PlacementPlan plan = policy.Evaluate(inv, h.Next());
       ASSERT_LE(plan.page_bytes, plan.page_budget_bytes) << "seed " << seed << " step " << i;
       ASSERT_LE(plan.page_budget_bytes, script[i]) << "seed " << seed << " step " << i;
-      if (plan.balance_cap_bytes != 0) ASSERT_LE(plan.page_bytes, plan.balance_cap_bytes);
+      if (plan.balance_cap_bytes != 0) {
+        ASSERT_LE(plan.page_bytes, plan.balance_cap_bytes);
+      }
       ASSERT_EQ(plan.page_bytes, PageBytes(inv, plan.paths));
       ExpectPrefixes(inv, plan.paths);
       Apply(plan, &inv);

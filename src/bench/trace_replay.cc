@@ -346,11 +346,13 @@ Status Replay::DecodeStep(uint32_t step) {
   const KvExecutorStats ex1 = pipeline_->executor_stats();
   // What the path balance needs: the PAGE path's copy time as the I/O thread spent it, the
   // DIRECT path's time in the device as the store saw it.
-  placement_->ObservePathRates({ex1.bytes_page - ex0.bytes_page,
-                                ex1.page_copy_us - ex0.page_copy_us,
-                                ex1.bytes_direct - ex0.bytes_direct,
-                                (kv_->stats().read_direct_busy_ns - direct_ns0) / 1000,
-                                st.step_us, st.stall_us});
+  placement_->ObservePathRates(
+      {.page_bytes = ex1.bytes_page - ex0.bytes_page,
+       .page_us = ex1.page_copy_us - ex0.page_copy_us,
+       .direct_bytes = ex1.bytes_direct - ex0.bytes_direct,
+       .direct_us = (kv_->stats().read_direct_busy_ns - direct_ns0) / 1000,
+       .step_us = st.step_us,
+       .stall_us = st.stall_us});
   if (consumed_tokens_ != uint64_t{s_.n_layer} * n_tokens)
     return Status::Corruption("step " + std::to_string(step) + ": read " +
                               std::to_string(consumed_tokens_) + " of " +

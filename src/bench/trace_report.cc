@@ -141,7 +141,8 @@ std::string TraceBenchMarkdown(const TraceBenchReport& rep, const TraceShape& sh
             std::to_string(r.device_busy_ms) + " | " + Fmt("%.2f", p.ssd_bw_fraction) + " | " +
             Fmt("%.2f", p.ssd_bw_fraction_kv_region) + " | " +
             Fmt("%.2f", r.pagecache_hit_ratio) + " | " + FormatBytes(r.page_set_bytes_max) +
-            " / " + FormatBytes(r.page_set_bytes_last) + " | " + FormatBytes(p.peak_mem_bytes) + " | " +
+            " / " + FormatBytes(r.page_set_bytes_last) + " | " +
+            FormatBytes(p.peak_mem_bytes) + " | " +
             (p.oom_runs == 0 ? std::string("no")
                              : std::to_string(p.oom_runs) + " of " + std::to_string(p.runs) +
                                    " runs") +

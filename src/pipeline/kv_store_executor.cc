@@ -290,7 +290,6 @@ void KvStoreExecutor::PollRead(Read& r, bool wait) {
   if (!n.ok() && r.status.ok()) r.status = n.status();
 }
 
-
 void KvStoreExecutor::Land(Read& r, const store::KvChunkView& v) {
   if (!r.status.ok()) return;
   const ReadRequest& q = r.req;
@@ -356,7 +355,7 @@ void KvStoreExecutor::CancelBefore(uint64_t gen, std::deque<Read>* fresh) {
         continue;
       }
       r.batch.reset();  // waits for whatever of it is still in the kernel
-          Post(PipelineEvent{PipelineEvent::Kind::kRead, r.token,
+      Post(PipelineEvent{PipelineEvent::Kind::kRead, r.token,
                          Status::Busy("read of layer " + std::to_string(r.req.layer) +
                                       " cancelled")});
     }

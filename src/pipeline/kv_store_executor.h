@@ -82,8 +82,8 @@ struct KvExecutorStats {
   uint64_t chunks_memory = 0;
   uint64_t bytes_page = 0;    // K and V rows delivered from the page cache
   uint64_t bytes_direct = 0;  // and by O_DIRECT reads
-  // The I/O thread's time starting and polling reads that begin on a PAGE chunk: the kernel's
-  // copy out of the page cache runs inline there, so this is what the PAGE path costs a CPU.
+  // The I/O thread's time polling reads that begin on a PAGE chunk: the kernel's copy out of the
+  // page cache runs inline there, so this is what the PAGE path costs a CPU.
   uint64_t page_copy_us = 0;
   uint64_t bytes_staged = 0;  // copied into the pipeline's staging (not read straight into it)
   uint64_t batches = 0;

@@ -42,16 +42,20 @@ void Prefetcher::Fail(Status s) {
   }
 }
 
+void Prefetcher::StartLayer() {
+  cursor_start_ = 0;
+  if (cursor_layer_ < opts_.n_layer && opts_.issue_start_chunk) {
+    cursor_start_ = opts_.issue_start_chunk(cursor_layer_);
+    if (cursor_start_ >= opts_.chunks_per_layer) cursor_start_ = 0;
+  }
+}
+
 void Prefetcher::IssueReads() {
   const uint32_t last_layer =
       std::min<uint64_t>(uint64_t{computing_layer_} + plan_.depth, opts_.n_layer - 1);
   while (failed_.ok() && cursor_layer_ < opts_.n_layer && cursor_layer_ <= last_layer &&
          reads_in_flight_ < plan_.queue_depth) {
     const uint32_t n = opts_.chunks_per_layer;
-    if (cursor_pos_ == 0) {
-      cursor_start_ = opts_.issue_start_chunk ? opts_.issue_start_chunk(cursor_layer_) : 0;
-      if (cursor_start_ >= n) cursor_start_ = 0;
-    }
     const uint32_t chunk = (cursor_start_ + cursor_pos_) % n;
     // A request never wraps past the layer's last chunk: its chunks are one contiguous range.
     const uint32_t want = std::min({plan_.request_chunks, n - cursor_pos_, n - chunk});
@@ -83,6 +87,7 @@ void Prefetcher::IssueReads() {
     if (cursor_pos_ == n) {
       cursor_pos_ = 0;
       ++cursor_layer_;
+      StartLayer();
     }
     uint64_t token = requests_.size();
     requests_.push_back(std::move(req));
@@ -205,7 +210,8 @@ Status Prefetcher::RunStep(uint64_t step, StepStats* stats) {
   ready_.assign(opts_.n_layer, {});
   ready_head_.assign(opts_.n_layer, 0);
   requests_.clear();
-  cursor_layer_ = cursor_pos_ = cursor_start_ = 0;
+  cursor_layer_ = cursor_pos_ = 0;
+  StartLayer();
   computing_layer_ = handing_layer_ = 0;
   chunks_done_.assign(opts_.n_layer, 0);
   stats_ = StepStats{};

@@ -167,6 +167,8 @@ class Prefetcher {
     std::vector<uint32_t> chunks;
   };
 
+  // Sets cursor_start_ for cursor_layer_ (once per layer and step).
+  void StartLayer();
   void IssueReads();
   void QueueCompute();
   void OnRead(const PipelineEvent& ev);

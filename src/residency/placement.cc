@@ -174,22 +174,24 @@ std::string PlacementPolicy::UpdateBudget(const MemoryReading& reading) {
 }
 
 void PlacementPolicy::ObservePathRates(const PathRateSample& s) {
+  const double w = opts_.balance_rate_weight;
+  // The moving averages start at their first sample (AVG unset: below 0 for the stall share, 0
+  // for a rate, which a measured rate never is).
+  auto average = [w](double* avg, bool unset, double sample) {
+    *avg = unset ? sample : w * sample + (1 - w) * *avg;
+  };
   // Samples smaller than the minimum add up until they reach it, so a small KV is measured too.
   auto blend = [&](double* rate, uint64_t* acc_bytes, uint64_t* acc_us, uint64_t bytes,
                    uint64_t us) {
     *acc_bytes += bytes;
     *acc_us += us;
     if (*acc_bytes < opts_.balance_min_sample_bytes || *acc_us == 0) return;
-    const double r = static_cast<double>(*acc_bytes) / static_cast<double>(*acc_us);
-    *rate = *rate == 0 ? r : opts_.balance_rate_weight * r + (1 - opts_.balance_rate_weight) * *rate;
+    average(rate, *rate == 0, static_cast<double>(*acc_bytes) / static_cast<double>(*acc_us));
     *acc_bytes = *acc_us = 0;
   };
   if (s.step_us > 0) {
-    const double f = static_cast<double>(std::min(s.stall_us, s.step_us)) /
-                     static_cast<double>(s.step_us);
-    stall_fraction_ = stall_fraction_ < 0 ? f
-                                          : opts_.balance_rate_weight * f +
-                                                (1 - opts_.balance_rate_weight) * stall_fraction_;
+    average(&stall_fraction_, stall_fraction_ < 0,
+            static_cast<double>(std::min(s.stall_us, s.step_us)) / static_cast<double>(s.step_us));
   }
   blend(&page_rate_, &pending_.page_bytes, &pending_.page_us, s.page_bytes, s.page_us);
   blend(&direct_rate_, &pending_.direct_bytes, &pending_.direct_us, s.direct_bytes, s.direct_us);

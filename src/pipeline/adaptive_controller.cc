@@ -82,20 +82,30 @@ bool AdaptiveController::MeasuredNoFaster(uint32_t deeper, uint32_t shallower) c
   return false;
 }
 
-uint32_t AdaptiveController::MeasuredChoice(uint32_t lo, uint32_t hi) const {
+uint32_t AdaptiveController::MeasuredChoice(uint32_t floor, uint32_t hi) const {
   const std::optional<double> hi_cost = JudgedCost(hi);
-  if (lo >= hi || !hi_cost) return hi;
-  std::vector<std::optional<double>> cost;  // of lo .. hi - 1
+  if (!hi_cost) return hi;  // the model's depth is measured first
+  // Every judged depth up to the model's is a candidate, those below the floor too: a step's
+  // time is the ground truth, and a shallow depth measured as fast means the I/O busy time that
+  // set the floor was inflated (it grows with the reads in flight), not that the reads cannot
+  // keep up. The floor only keeps the controller from trying such depths unmeasured.
   double best = *hi_cost;
-  for (uint32_t d = lo; d < hi; ++d) {
-    cost.push_back(JudgedCost(d));
-    if (cost.back()) best = std::min(best, *cost.back());
+  for (uint32_t d = 1; d < hi; ++d) {
+    if (std::optional<double> c = JudgedCost(d)) best = std::min(best, *c);
   }
-  for (uint32_t d = lo; d < hi; ++d) {
-    const std::optional<double>& c = cost[d - lo];
-    if (c && *c * (1 - opts_.min_depth_gain) <= best) return d;
+  uint32_t choice = hi;
+  for (uint32_t d = 1; d < hi; ++d) {
+    std::optional<double> c = JudgedCost(d);
+    if (c && *c * (1 - opts_.min_depth_gain) <= best) {
+      choice = d;
+      break;
+    }
   }
-  return hi;
+  // The next shallower depth, at or above the floor, not measured lately: measure it again. A
+  // deeper depth taken against a cost that has since gone stale would otherwise be kept for good,
+  // while the stale one is the depth that uses less staging.
+  if (choice > floor && choice > 1 && !JudgedCost(choice - 1)) return choice - 1;
+  return choice;
 }
 
 uint32_t AdaptiveController::MemoryCapDepth() const {
@@ -135,8 +145,8 @@ void AdaptiveController::Decide() {
           !(want > 1 && MeasuredNoFaster(want, want - 1)))
         want = want + 1;
       want = std::min(want, opts_.max_depth);
-      // Well below io / compute the reads cannot keep up; between there and the model's depth,
-      // measurement decides.
+      // Well below io / compute the reads cannot keep up: no depth below that is tried unmeasured.
+      // Up to the model's depth, measurement decides.
       const auto floor_depth = static_cast<uint32_t>(std::clamp<double>(
           std::ceil(io_us_ / compute_us_ / (1 + opts_.jitter_margin)), 1, want));
       want = MeasuredChoice(floor_depth, want);
@@ -158,6 +168,9 @@ void AdaptiveController::Decide() {
     bool roomy = headroom_bytes_ == UINT64_MAX ||
                  static_cast<double>(headroom_bytes_) >= need_bytes;
     grow_votes_ = roomy ? grow_votes_ + 1 : 0;
+    // Back to a depth measured lately as the faster one (after a shallower one was measured
+    // again): the measurement is the evidence the votes stand for, so no waiting, only the slack.
+    if (roomy && JudgedCost(target)) grow_votes_ = std::max(grow_votes_, opts_.grow_after);
     // Not before the depth running has been judged after the warm-up: a deeper depth measured
     // later would otherwise be compared with the warm-up's slow steps.
     const bool judged_here =

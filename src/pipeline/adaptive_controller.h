@@ -18,18 +18,20 @@
 //                  (one slow step, a hiccup of the shared machine, does not condemn a depth),
 //                  and it is judged once min_samples_to_judge steps have fed it and while its
 //                  newest sample is at most rejudge_after_steps old. Once the model's depth is
-//                  judged, the controller takes the shallowest judged depth between
-//                  ceil(ratio / (1 + jitter_margin)) (well below that the reads cannot keep up,
-//                  whatever the measurements say; the margin because I/O busy time, measured
-//                  while reads wait for buffers behind compute, overstates the reads' own time)
-//                  and the model's depth whose cost is within min_depth_gain of the cheapest
-//                  there: the least staging memory that is as fast. Where
-//                  reads cost CPU (page-cache copies on a machine with few cores), reading
-//                  further ahead competes with compute instead of hiding behind it, and only
-//                  measuring shows that. The run's first warmup_steps steps are left out of
-//                  the costs (cold caches, the prefill's writeback: slow at whatever depth), and
-//                  the depth grows only once the depth running has been judged after them, so
-//                  the comparison is never against a warm-up.
+//                  judged, the controller takes the shallowest judged depth up to the model's
+//                  whose cost is within min_depth_gain of the cheapest there: the least staging
+//                  memory that is as fast. Judged depths below ceil(ratio / (1 + jitter_margin))
+//                  count too (a step's time is the ground truth; I/O busy time grows with the
+//                  reads in flight, so at a deeper depth it overstates the reads' own time), but
+//                  no depth below that is tried unmeasured: well below it the reads cannot keep
+//                  up. The next shallower depth at or above that floor whose cost has gone stale
+//                  is measured again, so a deeper depth is not kept for good against an old
+//                  reading. Where reads cost CPU (page-cache copies on a machine with few
+//                  cores), reading further ahead competes with compute instead of hiding behind
+//                  it, and only measuring shows that. The run's first warmup_steps steps are
+//                  left out of the costs (cold caches, the prefill's writeback: slow at whatever
+//                  depth), and the depth grows only once the depth running has been judged after
+//                  them, so the comparison is never against a warm-up.
 //   memory cap   = floor(available / layer_bytes), available = min(staging budget, headroom
 //                  reported by the memory monitor). Depth never exceeds it. A staging budget
 //                  shorter than one layer still allows depth 1 while the headroom covers it
@@ -123,9 +125,10 @@ class AdaptiveController {
   // DEEPER and a depth at or below SHALLOWER are judged, and DEEPER is not min_depth_gain
   // cheaper.
   bool MeasuredNoFaster(uint32_t deeper, uint32_t shallower) const;
-  // The shallowest judged depth in [LO, HI] within min_depth_gain of the cheapest there, once HI
-  // itself is judged; HI otherwise (it must be measured first).
-  uint32_t MeasuredChoice(uint32_t lo, uint32_t hi) const;
+  // The shallowest judged depth in [1, HI] within min_depth_gain of the cheapest there, once HI
+  // itself is judged; HI otherwise (it must be measured first). The depth just below that choice
+  // instead when it is at or above FLOOR and its cost has gone stale (measure it again).
+  uint32_t MeasuredChoice(uint32_t floor, uint32_t hi) const;
 
   AdaptiveControllerOptions opts_;
   bool have_sample_ = false;

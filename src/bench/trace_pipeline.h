@@ -76,6 +76,13 @@ class TracePipeline {
   Status ResizeStaging(uint64_t buffers);
   uint64_t chunk_staging_bytes() const { return executor_->chunk_staging_bytes(); }
   const AdaptiveController* controller() const { return controller_.get(); }
+  // Auto depth: what growing the pool would take from the page cache's KV
+  // (AdaptiveController::SetGrowthCost). Nothing for a fixed depth.
+  void SetStagingGrowthCost(uint64_t free_bytes, double us_per_layer_taken) {
+    if (controller_ != nullptr) controller_->SetGrowthCost(free_bytes, us_per_layer_taken);
+  }
+  // Staging one layer's chunks takes.
+  uint64_t layer_staging_bytes() const { return layer_chunks_ * executor_->chunk_staging_bytes(); }
   KvExecutorStats executor_stats() const { return executor_->stats(); }
 
  private:

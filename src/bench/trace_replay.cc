@@ -229,6 +229,21 @@ Status Replay::Replan() {
     r_.page_within_headroom = false;
   r_.path_transitions = placement_->transitions();
   r_.page_budget_changes = placement_->policy().budget_changes();
+  // Auto depth: staging beyond what the KV leaves free comes out of its PAGE set, and each layer
+  // of it is then read from the device every step (spread over the model's layers).
+  if (pipeline_ != nullptr) {
+    const uint64_t cached_kv = o_.placement.policy == KvPolicy::kDirect
+                                   ? 0
+                                   : static_cast<uint64_t>(plan.paths.size()) * chunk_bytes_;
+    const uint64_t free_bytes =
+        reading.kv_headroom_bytes > cached_kv ? reading.kv_headroom_bytes - cached_kv : 0;
+    const double direct_rate = placement_->policy().direct_rate_bytes_per_s();
+    const double us_per_layer =
+        direct_rate > 0 ? static_cast<double>(pipeline_->layer_staging_bytes()) / direct_rate *
+                              1e6 / s_.n_layer
+                        : 0;
+    pipeline_->SetStagingGrowthCost(free_bytes, us_per_layer);
+  }
   return Status::OK();
 }
 

@@ -13,7 +13,8 @@ std::string ControllerDecision::ToString() const {
   std::snprintf(buf, sizeof(buf),
                 "depth=%u (wanted %u, memory cap %u%s) request_chunks=%u queue_depth=%u "
                 "io_us=%.1f compute_us=%.1f stall_us=%.1f",
-                plan.depth, wanted_depth, memory_cap_depth, held_by_hysteresis ? ", held" : "",
+                plan.depth, wanted_depth, memory_cap_depth,
+                held_for_page_cache ? ", held: page cache" : held_by_hysteresis ? ", held" : "",
                 plan.request_chunks, plan.queue_depth, io_us_ewma, compute_us_ewma,
                 stall_us_ewma);
   return buf;
@@ -58,6 +59,16 @@ void AdaptiveController::Observe(double io_us_per_layer, double compute_us_per_l
 void AdaptiveController::SetHeadroom(uint64_t headroom_bytes) {
   headroom_bytes_ = headroom_bytes;
   Decide();
+}
+
+void AdaptiveController::SetGrowthCost(uint64_t free_bytes, double us_per_layer_taken) {
+  growth_free_bytes_ = free_bytes;
+  growth_cost_us_per_layer_ = std::max(0.0, us_per_layer_taken);
+}
+
+double AdaptiveController::PoolBytes(uint32_t depth) const {
+  return std::min<double>((depth + 1.0) * static_cast<double>(opts_.layer_bytes),
+                          static_cast<double>(opts_.staging_budget_bytes));
 }
 
 std::optional<double> AdaptiveController::JudgedCost(uint32_t depth) const {
@@ -167,6 +178,14 @@ void AdaptiveController::Decide() {
         (target + opts_.grow_margin_layers) * static_cast<double>(opts_.layer_bytes);
     bool roomy = headroom_bytes_ == UINT64_MAX ||
                  static_cast<double>(headroom_bytes_) >= need_bytes;
+    // Staging taken from the page cache's KV: worth it only against a larger stall.
+    const double grow_bytes = PoolBytes(target) - PoolBytes(current);
+    const double free_bytes = static_cast<double>(growth_free_bytes_);
+    const bool costly = growth_free_bytes_ != UINT64_MAX && grow_bytes > free_bytes &&
+                        stall_us_ <= (grow_bytes - free_bytes) /
+                                         static_cast<double>(opts_.layer_bytes) *
+                                         growth_cost_us_per_layer_;
+    if (costly) roomy = false;
     grow_votes_ = roomy ? grow_votes_ + 1 : 0;
     // Back to a depth measured lately as the faster one (after a shallower one was measured
     // again): the measurement is the evidence the votes stand for, so no waiting, only the slack.
@@ -178,6 +197,7 @@ void AdaptiveController::Decide() {
     if (grow_votes_ < opts_.grow_after || !judged_here) {
       depth = current;
       d.held_by_hysteresis = true;
+      d.held_for_page_cache = costly;
     } else {
       grow_votes_ = 0;
     }

@@ -101,6 +101,9 @@ struct ControllerDecision {
   double compute_us_ewma = 0;
   double stall_us_ewma = 0;
   bool held_by_hysteresis = false;
+  // A deeper depth was wanted, but its staging would come out of the page cache's KV and cost
+  // more than the stall it could remove (SetGrowthCost).
+  bool held_for_page_cache = false;
   std::string ToString() const;
 };
 
@@ -112,6 +115,15 @@ class AdaptiveController {
   void Observe(double io_us_per_layer, double compute_us_per_layer, double stall_us_per_layer);
   // Staging bytes the memory monitor can spare now (its headroom); UINT64_MAX = no pressure.
   void SetHeadroom(uint64_t headroom_bytes);
+  // What a larger pool would cost where memory is spoken for: FREE_BYTES the pool can grow into
+  // with memory nothing else wants (UINT64_MAX, the default: any), and US_PER_LAYER_TAKEN, what
+  // each layer of staging taken beyond that from the page cache's KV adds to a layer's critical
+  // path (those KV bytes are read from the device from then on). A growth that takes from the
+  // page cache is made only while the smoothed stall per layer exceeds what it adds. Without
+  // this, growing to measure a deeper depth shrinks the PAGE set, and growing it back costs a
+  // buffered miss per promoted chunk: at a budget where memory binds, trying a deeper depth
+  // costs steps after it as well.
+  void SetGrowthCost(uint64_t free_bytes, double us_per_layer_taken);
 
   const PipelinePlan& plan() const { return decision_.plan; }
   const ControllerDecision& last_decision() const { return decision_; }
@@ -120,6 +132,8 @@ class AdaptiveController {
  private:
   void Decide();
   uint32_t MemoryCapDepth() const;
+  // Staging bytes a pool for DEPTH holds: (depth + 1) layers, at most the staging budget.
+  double PoolBytes(uint32_t depth) const;
   // Measured per-layer critical path at DEPTH (us), or nothing while it is not judged.
   std::optional<double> JudgedCost(uint32_t depth) const;
   // DEEPER and a depth at or below SHALLOWER are judged, and DEEPER is not min_depth_gain
@@ -136,6 +150,8 @@ class AdaptiveController {
   double compute_us_ = 0;
   double stall_us_ = 0;
   uint64_t headroom_bytes_ = UINT64_MAX;
+  uint64_t growth_free_bytes_ = UINT64_MAX;
+  double growth_cost_us_per_layer_ = 0;
   uint32_t grow_votes_ = 0;
   uint32_t decisions_ = 0;
   // Per depth run so far: the per-layer compute + stall (us) of its last kCostWindow steps.

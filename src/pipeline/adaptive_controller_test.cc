@@ -1,6 +1,7 @@
 #include "pipeline/adaptive_controller.h"
 
 #include <algorithm>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -211,6 +212,50 @@ TEST(AdaptiveControllerTest, PoolShorterThanALayerStillReadsOneLayerAhead) {
   EXPECT_EQ(c.plan().depth, 1u);
   c.SetHeadroom(kLayer / 4);
   EXPECT_EQ(c.plan().depth, 0u);
+}
+
+// Where memory binds, a larger pool comes out of the page cache's KV, and those bytes are read
+// from the device every step after: the controller grows only while the stall it could remove is
+// larger than that, and grows as before where the memory is free.
+TEST(AdaptiveControllerTest, GrowthIntoThePageCacheMustPayForItself) {
+  // I/O about equal to compute: the model asks for 2 layers. A stall of 200 us a layer at
+  // depth 1, 20 at depth 2.
+  auto run = [](uint64_t free_bytes, double cost_us, std::vector<uint32_t>* depths) {
+    AdaptiveController c(Opts(16 * kLayer));
+    c.SetGrowthCost(free_bytes, cost_us);
+    for (int i = 0; i < 12; ++i) {
+      depths->push_back(c.plan().depth);
+      c.Observe(1000, 1000, c.plan().depth == 1 ? 200 : 20);
+    }
+    return c.last_decision();
+  };
+  // Nothing free, and each layer taken costs 300 us a layer: held at depth 1, and said so.
+  std::vector<uint32_t> held;
+  ControllerDecision d = run(0, 300, &held);
+  EXPECT_EQ(std::count(held.begin(), held.end(), 1u), 12);
+  EXPECT_EQ(d.plan.depth, 1u);
+  EXPECT_EQ(d.wanted_depth, 2u);
+  EXPECT_TRUE(d.held_for_page_cache);
+  EXPECT_NE(d.ToString().find("page cache"), std::string::npos);
+  // Cheaper than the stall (100 us): it grows, and keeps the faster depth.
+  std::vector<uint32_t> cheap;
+  d = run(0, 100, &cheap);
+  EXPECT_NE(std::find(cheap.begin(), cheap.end(), 2u), cheap.end());
+  EXPECT_EQ(d.plan.depth, 2u);
+  EXPECT_FALSE(d.held_for_page_cache);
+  // The layer the growth needs is free: no cost, whatever the page cache would pay.
+  std::vector<uint32_t> free_room;
+  d = run(kLayer, 300, &free_room);
+  EXPECT_EQ(d.plan.depth, 2u);
+  // Half of it free: half a layer taken, 150 us, below the stall.
+  std::vector<uint32_t> half;
+  d = run(kLayer / 2, 300, &half);
+  EXPECT_EQ(d.plan.depth, 2u);
+  // A pool already at the staging budget does not grow with the depth: nothing is taken.
+  AdaptiveController capped(Opts(2 * kLayer));
+  capped.SetGrowthCost(0, 1e9);
+  for (int i = 0; i < 12; ++i) capped.Observe(1000, 1000, capped.plan().depth == 1 ? 200 : 20);
+  EXPECT_EQ(capped.plan().depth, 2u);
 }
 
 TEST(AdaptiveControllerTest, PressureShrinksAtOnceAndGrowsBackWithHysteresis) {

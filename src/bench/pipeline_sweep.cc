@@ -128,7 +128,10 @@ Result<PipelineSweepReport> RunPipelineSweep(
     depths.push_back(TraceReplayOptions::kAutoPrefetch);
     std::vector<std::vector<TracePoint>> runs(depths.size());
     for (uint32_t round = 0; round < base.repeat; ++round) {
-      for (size_t i = 0; i < depths.size(); ++i) {
+      // Each round starts one configuration later, so none always runs right after the same
+      // other one (a run leaves the page cache and the device in a state the next one inherits).
+      for (size_t k = 0; k < depths.size(); ++k) {
+        const size_t i = (k + round) % depths.size();
         o.replay.prefetch_depth = depths[i];
         TracePoint p = RunTracePoint(o, KvPolicy::kDual, budget, 0, &fatal);
         DB_RETURN_IF_ERROR(fatal);

@@ -79,10 +79,17 @@ Status TracePipeline::ResizeStaging(uint64_t buffers) {
   if (pool_ != nullptr && pool_->capacity_buffers() == buffers) return Status::OK();
   // Between steps: every lease is home and the executor's threads are idle, so this thread owns
   // the KvStore and may change what is registered with its engine.
+  Stopwatch sw;
   DropStaging();  // unmapped before the new one is faulted in: never both at once
+  const double drop_ms = sw.ElapsedMillis();
   DB_ASSIGN_OR_RETURN(pool_, StagingPool::Create({.buffer_bytes = executor_->chunk_staging_bytes(),
                                                   .budget_bytes = buffers * buffer_bytes_}));
+  const double create_ms = sw.ElapsedMillis() - drop_ms;
   staging_registered_ = kv_->RegisterMemory(pool_->arena());
+  DB_LOG_DEBUG("staging pool now %s: old one dropped in %.1f ms, new one faulted in in %.1f ms, "
+               "registered in %.1f ms",
+               FormatBytes(pool_->capacity_bytes()).c_str(), drop_ms, create_ms,
+               sw.ElapsedMillis() - drop_ms - create_ms);
   if (!staging_registered_) {
     DB_LOG_DEBUG("the %s staging pool is not registered with the KV store's I/O engine; "
                  "its reads pin their pages per request",

@@ -149,7 +149,8 @@ void KvStoreExecutor::IoLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     io_cv_.wait(lock, [&] {
-      return stop_ || cancel_gen_ != seen_cancel_gen || !submitted_.empty() || !active_.empty();
+      return stop_ || cancel_gen_ != seen_cancel_gen || !submitted_.empty() || !active_.empty() ||
+             !waiting_.empty();
     });
     std::deque<Read> fresh;
     fresh.swap(submitted_);
@@ -171,30 +172,59 @@ void KvStoreExecutor::IoLoop() {
     for (Read& r : fresh) {
       Result<store::KvPath> path = kv_->ChunkPath(opts_.seq, r.req.layer, r.req.first_chunk);
       r.direct = !path.ok() || *path == store::KvPath::kDirect;
+      waiting_.push_back(std::move(r));
     }
-    std::stable_sort(fresh.begin(), fresh.end(), [](const Read& a, const Read& b) {
+    std::stable_sort(waiting_.begin(), waiting_.end(), [](const Read& a, const Read& b) {
       if (a.req.layer != b.req.layer) return a.req.layer < b.req.layer;
       return a.direct && !b.direct;
     });
-    for (Read& r : fresh) {
-      Begin(r);  // queues DIRECT requests only: PAGE ones are copied when first polled
-      if (r.status.ok()) {
-        active_.push_back(std::move(r));
+    // A later layer's DIRECT reads wait while the oldest layer being read still has
+    // kLeadDirectReads of its own in the device: the device serves what it holds side by side,
+    // so a step's first layer would otherwise land only with the second (its tail started at
+    // twice a layer's I/O time where reads were mostly direct). Below that many the device
+    // would go short of work, so the next layer's reads join then.
+    while (!waiting_.empty()) {
+      Read& r = waiting_.front();
+      if (r.direct && !active_.empty() && r.req.layer > active_.front().req.layer) {
+        uint32_t lead = 0;
+        for (const Read& a : active_) lead += a.direct && a.req.layer == active_.front().req.layer;
+        if (lead >= kLeadDirectReads) break;
+      }
+      Read w = std::move(r);
+      waiting_.pop_front();
+      Begin(w);  // queues DIRECT requests only: PAGE ones are copied when first polled
+      if (w.status.ok()) {
+        active_.push_back(std::move(w));
       } else {
-        Finish(r);
+        Finish(w);
       }
     }
     // One pass without waiting, oldest first: submits new batches and delivers what has landed.
     bool finished_any = false;
-    for (size_t i = 0; i < active_.size();) {
+    auto poll = [&](size_t i) {  // true when read I finished (and left active_)
       PollRead(active_[i], /*wait=*/false);
-      if (!active_[i].status.ok() || active_[i].batch->done()) {
-        Finish(active_[i]);
-        active_.erase(active_.begin() + static_cast<ptrdiff_t>(i));
-        finished_any = true;
-      } else {
-        ++i;
+      if (active_[i].status.ok() && !active_[i].batch->done()) return false;
+      Finish(active_[i]);
+      active_.erase(active_.begin() + static_cast<ptrdiff_t>(i));
+      finished_any = true;
+      return true;
+    };
+    for (size_t i = 0; i < active_.size();) {
+      // Before a later layer's page-cache read (the kernel copies it inline in the poll:
+      // milliseconds of this thread), deliver what the earlier layers' reads have landed since:
+      // compute waits for those, not for the later layer. Without this a step's first layer
+      // was complete only once the next layer's copies were done too (its tail started at
+      // twice a layer's I/O time).
+      if (!active_[i].direct && active_[i].req.layer > active_.front().req.layer) {
+        for (size_t j = 0; j < i;) {
+          if (poll(j)) {
+            --i;
+          } else {
+            ++j;
+          }
+        }
       }
+      if (!poll(i)) ++i;
     }
     // Nothing finished: block in the kernel on the oldest read (the computing layer's, since
     // reads are issued in layer order) unless new work or a cancel arrived meanwhile. A command
@@ -347,7 +377,7 @@ void KvStoreExecutor::Finish(Read& r) {
 }
 
 void KvStoreExecutor::CancelBefore(uint64_t gen, std::deque<Read>* fresh) {
-  for (std::deque<Read>* q : {&active_, fresh}) {
+  for (std::deque<Read>* q : {&active_, &waiting_, fresh}) {
     std::deque<Read> keep;
     for (Read& r : *q) {
       if (r.cancel_gen >= gen) {

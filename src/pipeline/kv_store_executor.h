@@ -15,6 +15,11 @@
 // workers on a miss); either way off the compute thread and while the DIRECT requests already
 // submitted sit in the device queue. Chunks the store serves from memory (the tail) it copies
 // there itself.
+// Priorities, for the layer compute needs next: a later layer's DIRECT reads are held back while
+// the oldest layer being read has kLeadDirectReads of its own in the device (the device serves
+// what it holds side by side, so a step's first layer would land only with the second); and
+// before a later layer's PAGE read is polled (its copy runs inline, milliseconds of this thread)
+// the earlier layers' reads are polled, so what they landed is delivered first.
 // When the batch is done the request completes with OK, or with the batch's first error (I/O,
 // checksum Corruption) once the batch has been destroyed (its destructor waits for the kernel),
 // so no staging buffer is written after its completion has been returned. As each chunk lands,
@@ -165,7 +170,9 @@ class KvStoreExecutor final : public PipelineExecutor {
   std::deque<PipelineEvent> events_;             // GUARDED_BY(mu_)
 
   // I/O thread only.
+  static constexpr uint32_t kLeadDirectReads = 8;
   std::deque<Read> active_;
+  std::deque<Read> waiting_;  // not begun yet: a later layer's DIRECT reads held back
   std::optional<uint64_t> step_;
   std::vector<uint64_t> layer_tokens_;
   std::vector<bool> layer_probed_;

@@ -15,6 +15,7 @@
 #include "common/clock.h"
 #include "common/units.h"
 #include "io/fault_injection.h"
+#include "io/io_buffer.h"
 #include "io/io_engine.h"
 #include "store/kv_test_util.h"
 #include "testing/test_env.h"
@@ -429,6 +430,53 @@ TEST(KvStoreExecutorTest, BadReadsAreClearErrors) {
   EXPECT_TRUE(ev.status.ok()) << ev.status.ToString();
   const uint64_t row = Geo().row_bytes();
   EXPECT_EQ(0, std::memcmp(buf.data(), s.ref->k[3].data() + 160 * row, 5 * row));
+}
+
+// A later layer's DIRECT reads wait while the oldest layer has KvStoreExecutor's lead of its own
+// in the device (8): with ten DIRECT reads of layer 0 out, no read of layer 1 may even begin before
+// three of them are done, so three of their completions come before any of layer 1's.
+TEST(KvStoreExecutorTest, TheOldestLayersDirectReadsLead) {
+  TempDir dir;
+  Written s = Write(dir.File("s.img"), 64 * kMiB, {});
+  ASSERT_TRUE(s.f);
+  for (uint32_t l = 0; l < 2; ++l) ASSERT_TRUE(s.f->kv().SetChunkPath(s.seq, l, 0, 10,
+                                                                       KvPath::kDirect).ok());
+  KvStoreExecutorOptions xo;
+  xo.seq = s.seq;
+  xo.compute = [](const KvComputeUnit&, std::span<const uint8_t>) { return Status::OK(); };
+  auto ex = KvStoreExecutor::Create(&s.f->kv(), xo);
+  ASSERT_TRUE(ex.ok());
+  const uint64_t bytes = AlignUp((*ex)->chunk_staging_bytes(), 4096);
+  IoBuffer arena(20 * bytes);
+  auto buf = [&](uint64_t i) { return arena.span().subspan(i * bytes, bytes); };
+  for (int round = 0; round < 5; ++round) {
+    std::memset(arena.data(), 0, 20 * bytes);
+    uint64_t token = 0;
+    for (uint32_t l = 0; l < 2; ++l) {
+      for (uint32_t c = 0; c < 10; ++c) {
+        (*ex)->StartRead(token, {.step = static_cast<uint64_t>(round), .layer = l,
+                                 .first_chunk = c, .n_chunks = 1, .buffers = {buf(token)}});
+        ++token;
+      }
+    }
+    uint32_t layer0_before_layer1 = 0;
+    bool layer1_seen = false;
+    for (uint32_t i = 0; i < 20; ++i) {
+      PipelineEvent ev = (*ex)->WaitEvent();
+      ASSERT_TRUE(ev.status.ok()) << ev.status.ToString();
+      if (ev.token >= 10) layer1_seen = true;
+      if (ev.token < 10 && !layer1_seen) ++layer0_before_layer1;
+    }
+    EXPECT_GE(layer0_before_layer1, 3u) << "round " << round;
+    const uint64_t row = Geo().row_bytes();
+    for (uint32_t l = 0; l < 2; ++l) {
+      for (uint32_t c = 0; c < 10; ++c) {
+        const uint8_t* got = buf(l * 10 + c).data();
+        ASSERT_EQ(0, std::memcmp(got, s.ref->k[l].data() + c * kChunkTokens * row,
+                                 kChunkTokens * row)) << "layer " << l << " chunk " << c;
+      }
+    }
+  }
 }
 
 TEST(CpuCopyStageTest, ZeroCopyAndProtocolChecked) {

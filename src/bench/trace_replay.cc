@@ -105,6 +105,7 @@ class Replay {
   std::unique_ptr<TracePipeline> pipeline_;
   // Memory the KV leaves free beyond the pool, at the last re-plan (see FitStaging).
   uint64_t staging_free_bytes_ = 0;
+  bool staging_under_pressure_ = false;  // at the last re-plan
   // Per decode step.
   std::vector<double> stalls_, overlaps_, io_ms_, compute_ms_;
   std::vector<double> depths_;
@@ -201,10 +202,12 @@ Status Replay::FitStaging() {
   const uint64_t want = pipeline_->wanted_staging_buffers();
   const uint64_t want_bytes = pipeline_->staging_bytes_for(want);
   if (want_bytes == pipeline_->staging_bytes()) return Status::OK();
-  // A pool larger than the depth needs is kept while the KV leaves memory free: shrinking it
-  // would give the page cache bytes it has no use for, and the next growth would fault a new pool
-  // in again (one step about 70 ms longer at 1 GiB here).
-  if (want_bytes < pipeline_->staging_bytes() && staging_free_bytes_ > 0) return Status::OK();
+  // A pool larger than the depth needs is kept while the KV leaves memory free and nothing
+  // reports pressure: shrinking it would give the page cache bytes it has no use for, and the
+  // next growth would fault a new pool in again (one step about 70 ms longer at 1 GiB here).
+  if (want_bytes < pipeline_->staging_bytes() && staging_free_bytes_ > 0 &&
+      !staging_under_pressure_)
+    return Status::OK();
   if (want_bytes > pipeline_->staging_bytes()) {
     monitor_->Reserve("pipeline-staging", want_bytes);
     DB_RETURN_IF_ERROR(Replan());
@@ -250,6 +253,14 @@ Status Replay::Replan() {
                         : 0;
     pipeline_->SetStagingGrowthCost(free_bytes, us_per_layer);
     staging_free_bytes_ = free_bytes;
+    // Memory pressure (as the placement judges it): a layer of staging less per re-plan while it
+    // lasts, after the PAGE set's own trim; grown back through the controller's hysteresis.
+    staging_under_pressure_ =
+        reading.has_pressure && reading.psi_some_avg10 >= o_.placement.pressure_some_avg10;
+    if (const AdaptiveController* c = pipeline_->controller()) {
+      pipeline_->SetStagingHeadroom(StagingHeadroom(staging_under_pressure_, c->plan().depth,
+                                                    pipeline_->layer_staging_bytes()));
+    }
   }
   return Status::OK();
 }

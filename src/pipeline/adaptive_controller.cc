@@ -218,4 +218,9 @@ void AdaptiveController::Decide() {
   decision_ = d;
 }
 
+uint64_t StagingHeadroom(bool under_pressure, uint32_t depth, uint64_t layer_bytes) {
+  if (!under_pressure) return UINT64_MAX;
+  return depth > 1 ? (depth - 1) * layer_bytes : 0;
+}
+
 }  // namespace dualblade

@@ -166,4 +166,11 @@ class AdaptiveController {
   ControllerDecision decision_;
 };
 
+// What a pipeline reports to AdaptiveController::SetHeadroom after a memory reading: UINT64_MAX
+// (no limit beyond the staging budget) while memory is not under pressure; under pressure, room
+// for one layer fewer than DEPTH reads ahead, so every reading that still reports pressure takes
+// the depth down a layer at once (to 0: chunk by chunk into a one-layer pool), and once it clears
+// the depth grows back through the controller's hysteresis.
+uint64_t StagingHeadroom(bool under_pressure, uint32_t depth, uint64_t layer_bytes);
+
 }  // namespace dualblade

@@ -258,6 +258,29 @@ TEST(AdaptiveControllerTest, GrowthIntoThePageCacheMustPayForItself) {
   EXPECT_EQ(capped.plan().depth, 2u);
 }
 
+// The headroom a pipeline reports after each memory reading: nothing under no pressure; under
+// pressure a layer less than the pool holds, so pressure that lasts walks the depth down a layer
+// per reading, and the depth grows back once it clears.
+TEST(AdaptiveControllerTest, StagingHeadroomFollowsPressure) {
+  EXPECT_EQ(StagingHeadroom(false, 4, kLayer), UINT64_MAX);
+  EXPECT_EQ(StagingHeadroom(true, 4, kLayer), 3 * kLayer);
+  EXPECT_EQ(StagingHeadroom(true, 1, kLayer), 0u);
+  EXPECT_EQ(StagingHeadroom(true, 0, kLayer), 0u);
+
+  AdaptiveController c(Opts(16 * kLayer));
+  for (int i = 0; i < 10; ++i) ObserveIoBound(c, 3000, 1000);
+  ASSERT_EQ(c.plan().depth, 3u);
+  std::vector<uint32_t> depths;
+  for (int i = 0; i < 4; ++i) {
+    c.SetHeadroom(StagingHeadroom(true, c.plan().depth, kLayer));
+    depths.push_back(c.plan().depth);
+  }
+  EXPECT_EQ(depths, (std::vector<uint32_t>{2, 1, 0, 0}));
+  c.SetHeadroom(StagingHeadroom(false, c.plan().depth, kLayer));
+  for (int i = 0; i < 6; ++i) ObserveIoBound(c, 3000, 1000);
+  EXPECT_GE(c.plan().depth, 3u);
+}
+
 TEST(AdaptiveControllerTest, PressureShrinksAtOnceAndGrowsBackWithHysteresis) {
   AdaptiveController c(Opts(16 * kLayer));
   for (int i = 0; i < 10; ++i) ObserveIoBound(c, 3000, 1000);

@@ -82,12 +82,8 @@ class TracePipeline {
     if (controller_ != nullptr) controller_->SetGrowthCost(free_bytes, us_per_layer_taken);
   }
   // Auto depth: the staging the memory monitor can spare (AdaptiveController::SetHeadroom).
-  // Passed on only when it changes: each call is a decision, and the controller's growth
-  // hysteresis counts decisions.
   void SetStagingHeadroom(uint64_t bytes) {
-    if (controller_ == nullptr || bytes == staging_headroom_) return;
-    staging_headroom_ = bytes;
-    controller_->SetHeadroom(bytes);
+    if (controller_ != nullptr) controller_->SetHeadroom(bytes);
   }
   // Staging one layer's chunks takes.
   uint64_t layer_staging_bytes() const { return layer_chunks_ * executor_->chunk_staging_bytes(); }
@@ -105,7 +101,6 @@ class TracePipeline {
   std::unique_ptr<KvStoreExecutor> executor_;
   std::unique_ptr<StagingPool> pool_;
   std::unique_ptr<AdaptiveController> controller_;
-  uint64_t staging_headroom_ = UINT64_MAX;  // last passed to the controller
   std::unique_ptr<Consumer> consumer_;
   bool staging_registered_ = false;  // pool_'s arena is registered with kv_
   uint64_t layer_chunks_ = 1;        // chunks of the longest layer the replay will hold

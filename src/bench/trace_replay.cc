@@ -255,8 +255,7 @@ Status Replay::Replan() {
     staging_free_bytes_ = free_bytes;
     // Memory pressure (as the placement judges it): a layer of staging less per re-plan while it
     // lasts, after the PAGE set's own trim; grown back through the controller's hysteresis.
-    staging_under_pressure_ =
-        reading.has_pressure && reading.psi_some_avg10 >= o_.placement.pressure_some_avg10;
+    staging_under_pressure_ = UnderMemoryPressure(reading, o_.placement);
     if (const AdaptiveController* c = pipeline_->controller()) {
       pipeline_->SetStagingHeadroom(StagingHeadroom(staging_under_pressure_, c->plan().depth,
                                                     pipeline_->layer_staging_bytes()));

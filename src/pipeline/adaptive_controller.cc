@@ -57,6 +57,8 @@ void AdaptiveController::Observe(double io_us_per_layer, double compute_us_per_l
 }
 
 void AdaptiveController::SetHeadroom(uint64_t headroom_bytes) {
+  // An unchanged headroom is no news, and each decision counts as a growth vote.
+  if (headroom_bytes == headroom_bytes_) return;
   headroom_bytes_ = headroom_bytes;
   Decide();
 }

@@ -114,6 +114,8 @@ class AdaptiveController {
   // One finished step's per-layer averages (microseconds).
   void Observe(double io_us_per_layer, double compute_us_per_layer, double stall_us_per_layer);
   // Staging bytes the memory monitor can spare now (its headroom); UINT64_MAX = no pressure.
+  // Decides again only when the headroom changed (a decision is a growth vote), so a caller may
+  // report it after every reading.
   void SetHeadroom(uint64_t headroom_bytes);
   // What a larger pool would cost where memory is spoken for: FREE_BYTES the pool can grow into
   // with memory nothing else wants (UINT64_MAX, the default: any), and US_PER_LAYER_TAKEN, what

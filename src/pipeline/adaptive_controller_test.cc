@@ -1,6 +1,7 @@
 #include "pipeline/adaptive_controller.h"
 
 #include <algorithm>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,19 @@ AdaptiveControllerOptions Opts(uint64_t budget) {
   o.staging_budget_bytes = budget;
   o.warmup_steps = 0;  // scripted readings have no warm-up; see WarmUpStepsAreNotJudged
   return o;
+}
+
+// Runs N steps of IO_US of I/O and COMPUTE_US of compute a layer, step I stalling by
+// STALL(depth, I) at the depth it ran; returns the depth of every step, in order.
+std::vector<uint32_t> RunSteps(AdaptiveController& c, int n, double io_us, double compute_us,
+                               const std::function<double(uint32_t depth, int i)>& stall) {
+  std::vector<uint32_t> depths;
+  for (int i = 0; i < n; ++i) {
+    const uint32_t d = c.plan().depth;
+    depths.push_back(d);
+    c.Observe(io_us, compute_us, stall(d, i));
+  }
+  return depths;
 }
 
 // One step's readings where the reads take IO_US a layer and depth d gives them d compute windows:
@@ -63,11 +77,8 @@ TEST(AdaptiveControllerTest, StallFeedbackAddsOneLayer) {
 // the deeper depth, measures it, and goes back to the shallower one, and stays there.
 TEST(AdaptiveControllerTest, MeasuredGuardReturnsToADepthThatWasAsFast) {
   AdaptiveController c(Opts(16 * kLayer));
-  std::vector<uint32_t> depths;
-  for (int i = 0; i < 12; ++i) {
-    depths.push_back(c.plan().depth);
-    c.Observe(500, 1000, 200);  // the same stall whatever the depth
-  }
+  // The same stall whatever the depth.
+  std::vector<uint32_t> depths = RunSteps(c, 12, 500, 1000, [](uint32_t, int) { return 200; });
   EXPECT_NE(std::find(depths.begin(), depths.end(), 2u), depths.end());  // depth 2 was tried
   EXPECT_EQ(c.plan().depth, 1u);
   EXPECT_EQ(c.last_decision().wanted_depth, 1u);
@@ -82,13 +93,9 @@ TEST(AdaptiveControllerTest, MeasuredGuardReturnsToADepthThatWasAsFast) {
 // at depth 1 (a hiccup of the shared machine) does not condemn it.
 TEST(AdaptiveControllerTest, MeasurementTakesTheShallowestDepthAsFastAsTheModels) {
   AdaptiveController c(Opts(16 * kLayer));
-  std::vector<uint32_t> depths;
-  for (int i = 0; i < 12; ++i) {
-    const uint32_t d = c.plan().depth;
-    depths.push_back(d);
-    const double stall = d == 1 ? (i == 1 ? 800 : 20) : 10;  // within 5% of each other
-    c.Observe(1000, 1000, stall);
-  }
+  std::vector<uint32_t> depths = RunSteps(c, 12, 1000, 1000, [](uint32_t d, int i) {
+    return d == 1 ? (i == 1 ? 800 : 20) : 10;  // within 5% of each other
+  });
   EXPECT_NE(std::find(depths.begin(), depths.end(), 2u), depths.end());  // the model's depth
   EXPECT_EQ(c.plan().depth, 1u);
   EXPECT_EQ(c.last_decision().wanted_depth, 1u);
@@ -123,11 +130,8 @@ TEST(AdaptiveControllerTest, MeasuredDepthBelowTheModelsFloorIsTaken) {
   // But a depth below the floor is never tried unmeasured: I/O 2.5x compute from the start, and
   // depth 1 (the start) measured before the first growth; depth 2 was never run.
   AdaptiveController never(Opts(16 * kLayer));
-  std::vector<uint32_t> seen;
-  for (int i = 0; i < 20; ++i) {
-    seen.push_back(never.plan().depth);
-    never.Observe(2500, 1000, never.plan().depth == 1 ? 1500 : 0);
-  }
+  std::vector<uint32_t> seen =
+      RunSteps(never, 20, 2500, 1000, [](uint32_t d, int) { return d == 1 ? 1500 : 0; });
   EXPECT_EQ(std::count(seen.begin(), seen.end(), 2u), 0);
   EXPECT_EQ(never.plan().depth, 3u);
 }
@@ -138,15 +142,11 @@ TEST(AdaptiveControllerTest, StaleShallowerDepthIsMeasuredAgain) {
   AdaptiveControllerOptions o = Opts(16 * kLayer);
   o.rejudge_after_steps = 6;
   AdaptiveController c(o);
-  for (int i = 0; i < 9; ++i) c.Observe(1000, 1000, c.plan().depth == 1 ? 330 : 10);
+  RunSteps(c, 9, 1000, 1000, [](uint32_t d, int) { return d == 1 ? 330 : 10; });
   ASSERT_EQ(c.plan().depth, 2u);  // depth 1 stalls a third of a layer; depth 2 does not
   // Now depth 1 is as fast as depth 2: once its cost is stale it is measured again, and kept
   // (but for the model's depth, measured again in turn).
-  std::vector<uint32_t> depths;
-  for (int i = 0; i < 16; ++i) {
-    depths.push_back(c.plan().depth);
-    c.Observe(1000, 1000, 10);
-  }
+  std::vector<uint32_t> depths = RunSteps(c, 16, 1000, 1000, [](uint32_t, int) { return 10; });
   EXPECT_GE(std::count(depths.begin(), depths.end(), 1u), 12);
   EXPECT_EQ(c.plan().depth, 1u);
 }
@@ -157,14 +157,11 @@ TEST(AdaptiveControllerTest, StaleMeasurementsAreTakenAgain) {
   AdaptiveControllerOptions o = Opts(16 * kLayer);
   o.rejudge_after_steps = 6;
   AdaptiveController c(o);
-  for (int i = 0; i < 10; ++i) c.Observe(1000, 1000, c.plan().depth == 1 ? 20 : 10);
+  RunSteps(c, 10, 1000, 1000, [](uint32_t d, int) { return d == 1 ? 20 : 10; });
   ASSERT_EQ(c.plan().depth, 1u);
   // Depth 1 now stalls a third of a layer; depth 2 would not.
-  std::vector<uint32_t> depths;
-  for (int i = 0; i < 16; ++i) {
-    depths.push_back(c.plan().depth);
-    c.Observe(1000, 1000, c.plan().depth == 1 ? 330 : 10);
-  }
+  std::vector<uint32_t> depths =
+      RunSteps(c, 16, 1000, 1000, [](uint32_t d, int) { return d == 1 ? 330 : 10; });
   EXPECT_NE(std::find(depths.begin(), depths.end(), 2u), depths.end());
   EXPECT_EQ(c.plan().depth, 2u);
 }
@@ -176,14 +173,10 @@ TEST(AdaptiveControllerTest, WarmUpStepsAreNotJudged) {
   AdaptiveControllerOptions o = Opts(16 * kLayer);
   o.warmup_steps = 3;
   AdaptiveController c(o);
-  std::vector<uint32_t> depths;
-  for (int i = 0; i < 14; ++i) {
-    const uint32_t d = c.plan().depth;
-    depths.push_back(d);
-    // Warm-up: three slow steps. After it, depth 2 is no faster than depth 1.
-    const double stall = i < 3 ? 1500 : (d == 1 ? 20 : 10);
-    c.Observe(1000, 1000, stall);
-  }
+  // Warm-up: three slow steps. After it, depth 2 is no faster than depth 1.
+  std::vector<uint32_t> depths = RunSteps(c, 14, 1000, 1000, [](uint32_t d, int i) {
+    return i < 3 ? 1500 : (d == 1 ? 20 : 10);
+  });
   // Depth 1 through the warm-up and for two measured steps after it, then the model's depth 2.
   EXPECT_EQ(std::count(depths.begin(), depths.begin() + 5, 1u), 5);
   EXPECT_NE(std::find(depths.begin(), depths.end(), 2u), depths.end());
@@ -223,10 +216,7 @@ TEST(AdaptiveControllerTest, GrowthIntoThePageCacheMustPayForItself) {
   auto run = [](uint64_t free_bytes, double cost_us, std::vector<uint32_t>* depths) {
     AdaptiveController c(Opts(16 * kLayer));
     c.SetGrowthCost(free_bytes, cost_us);
-    for (int i = 0; i < 12; ++i) {
-      depths->push_back(c.plan().depth);
-      c.Observe(1000, 1000, c.plan().depth == 1 ? 200 : 20);
-    }
+    *depths = RunSteps(c, 12, 1000, 1000, [](uint32_t d, int) { return d == 1 ? 200 : 20; });
     return c.last_decision();
   };
   // Nothing free, and each layer taken costs 300 us a layer: held at depth 1, and said so.

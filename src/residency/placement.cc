@@ -111,6 +111,10 @@ std::vector<KvPath> PlanPagePrefixes(const std::vector<ChunkInfo>& inventory,
   return paths;
 }
 
+bool UnderMemoryPressure(const MemoryReading& reading, const PlacementOptions& opts) {
+  return reading.has_pressure && reading.psi_some_avg10 >= opts.pressure_some_avg10;
+}
+
 PlacementPolicy::PlacementPolicy(const PlacementOptions& opts) : opts_(opts) {}
 
 uint64_t PlacementPolicy::Band(uint64_t headroom_bytes) const {
@@ -133,8 +137,7 @@ uint64_t PlacementPolicy::Band(uint64_t headroom_bytes) const {
 std::string PlacementPolicy::UpdateBudget(const MemoryReading& reading) {
   const uint64_t headroom = reading.kv_headroom_bytes;
   const uint64_t band = Band(headroom);
-  const bool pressure =
-      reading.has_pressure && reading.psi_some_avg10 >= opts_.pressure_some_avg10;
+  const bool pressure = UnderMemoryPressure(reading, opts_);
   const uint64_t old = budget_bytes_;
   std::string reason;
   if (!sized_) {

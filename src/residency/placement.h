@@ -122,6 +122,10 @@ struct PlacementOptions {
   double balance_min_stall_fraction = 0.25;
 };
 
+// Whether READING reports memory pressure as OPTS judges it (PSI "some" avg10 at or above
+// pressure_some_avg10): the PAGE set then stops growing, and a pipeline sheds staging.
+bool UnderMemoryPressure(const MemoryReading& reading, const PlacementOptions& opts);
+
 class PlacementPolicy {
  public:
   explicit PlacementPolicy(const PlacementOptions& opts);

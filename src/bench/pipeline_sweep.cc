@@ -37,7 +37,9 @@ std::string RunLine(const TracePoint& p, int32_t depth, uint64_t compute_us) {
          Fmt("%.1f", p.r.io_busy_ms) + " ms, compute " + Fmt("%.1f", p.r.compute_busy_ms) +
          " ms, stall " + Fmt("%.1f", p.r.stall_ms) + " ms, overlap " +
          Fmt("%.3f", p.r.overlap_efficiency) + ", depth used " +
-         std::to_string(p.r.prefetch_depth);
+         std::to_string(p.r.prefetch_depth) + ", CPU " + Fmt("%.1f", p.r.decode_cpu_ms_per_step) +
+         " ms/step, CPUs busy " + Fmt("%.2f", p.r.cpu_busy_fraction) + " (steal " +
+         Fmt("%.2f", p.r.cpu_steal_fraction) + ")";
 }
 
 void MaxOpt(std::optional<double>& acc, const std::optional<double>& v) {
@@ -63,6 +65,10 @@ nlohmann::json PointJson(const TracePoint& p, int32_t depth) {
     o["read_bytes_page"] = p.r.read_bytes_page;
     o["read_bytes_direct"] = p.r.read_bytes_direct;
     o["pagecache_hit_ratio"] = p.r.pagecache_hit_ratio;
+    o["decode_cpu_ms_per_step"] = p.r.decode_cpu_ms_per_step;
+    o["cpus"] = p.r.cpus;
+    o["cpu_busy_fraction"] = p.r.cpu_busy_fraction;
+    o["cpu_steal_fraction"] = p.r.cpu_steal_fraction;
   }
   return o;
 }
@@ -207,19 +213,20 @@ std::string PipelineSweepMarkdown(const PipelineSweepReport& rep, const TraceSha
                    " tokens (" + FormatBytes(shape.kv_bytes()) + " of KV), " +
                    std::to_string(shape.n_gen) + " decode steps, policy dual.\n\n";
   md += "| budget | I/O ms/layer | compute us/layer | depth | step p50 ms | I/O busy ms | "
-        "compute busy ms | stall ms | overlap eff. | depth used |\n";
-  md += "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+        "compute busy ms | stall ms | overlap eff. | depth used | CPU ms/step | CPUs busy |\n";
+  md += "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
   auto row = [&](const PipelineSweepBudget& b, const TracePoint& p, const std::string& depth) {
     md += "| " + FormatBytes(b.budget_bytes) + " | " + Fmt("%.2f", b.io_ms_per_layer) + " | " +
           std::to_string(b.compute_us_per_layer) + " | " + depth + " | ";
     if (!p.ok()) {
-      md += (p.oom ? std::string("OOM") : "failed: " + p.error) + " | | | | | |\n";
+      md += (p.oom ? std::string("OOM") : "failed: " + p.error) + " | | | | | | | |\n";
       return;
     }
     md += Fmt("%.1f", p.r.decode_step_ms_p50) + " | " + Fmt("%.1f", p.r.io_busy_ms) + " | " +
           Fmt("%.1f", p.r.compute_busy_ms) + " | " + Fmt("%.1f", p.r.stall_ms) + " | " +
           Fmt("%.3f", p.r.overlap_efficiency) + " | " + std::to_string(p.r.prefetch_depth) +
-          " |\n";
+          " | " + Fmt("%.1f", p.r.decode_cpu_ms_per_step) + " | " +
+          Fmt("%.2f", p.r.cpu_busy_fraction) + " |\n";
   };
   for (const PipelineSweepBudget& b : rep.budgets) {
     row(b, b.none, "0 (no overlap)");

@@ -7,6 +7,7 @@
 #include <deque>
 #include <memory>
 
+#include "bench/cpu_stats.h"
 #include "bench/device_stats.h"
 #include "bench/trace_pipeline.h"
 #include "common/clock.h"
@@ -411,8 +412,14 @@ Result<TraceReplayResult> Replay::Run() {
   const store::KvStoreStats before = kv_->stats();
   Result<BlockDeviceStat> dev_before = ReadBlockDeviceStat(r_.device);
   Stopwatch decode;
+  const CpuSample cpu_before = SampleCpu();
   for (uint32_t step = 0; step < s_.n_gen; ++step) DB_RETURN_IF_ERROR(DecodeStep(step));
+  const CpuUsage cpu = DiffCpu(cpu_before, SampleCpu());
   r_.decode_total_ms = decode.ElapsedMillis();
+  if (s_.n_gen > 0) r_.decode_cpu_ms_per_step = cpu.process_cpu_ms / s_.n_gen;
+  r_.cpus = cpu.cpus;
+  r_.cpu_busy_fraction = cpu.busy_fraction;
+  r_.cpu_steal_fraction = cpu.steal_fraction;
   Result<BlockDeviceStat> dev_after = ReadBlockDeviceStat(r_.device);
   if (dev_before.ok() && dev_after.ok()) {
     BlockDeviceDelta d = DiffBlockDeviceStat(*dev_before, *dev_after);

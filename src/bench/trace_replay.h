@@ -94,6 +94,13 @@ struct TraceReplayResult {
   // Auto depth: times the staging pool followed the controller's depth to a new size.
   uint64_t staging_resizes = 0;
   double checksum_ms = 0;
+  // CPUs over the decode steps (cpu_stats.h): the process's CPU time per step, and how busy the
+  // machine's CPUs were of the time the hypervisor gave them (1.0 = no CPU was ever idle: the
+  // run was CPU bound), and the share it kept (steal).
+  double decode_cpu_ms_per_step = 0;
+  uint32_t cpus = 0;
+  double cpu_busy_fraction = 0;
+  double cpu_steal_fraction = 0;
   std::string engine;
   // The store bytes the sequence's segments span (K and V of every layer, capacity included):
   // where the decode reads land, for a yardstick measured on the same blocks.

@@ -140,6 +140,14 @@ TEST_F(TraceReplayTest, PrefetchDepthIsReportedAndChangesNothingRead) {
   // Two layers of 200 us busy compute per step at least.
   EXPECT_GE(r->compute_busy_ms, 0.4);
   EXPECT_GE(r->decode_step_ms_p50, 0.4);
+  // The busy compute alone is CPU time of this process in every step.
+  EXPECT_GE(r->decode_cpu_ms_per_step, 0.3);
+  EXPECT_GE(r->cpus, 1u);
+  // /proc/stat counts 10 ms ticks: a decode this short may span none.
+  EXPECT_GE(r->cpu_busy_fraction, 0);
+  EXPECT_LE(r->cpu_busy_fraction, 1);
+  EXPECT_GE(r->cpu_steal_fraction, 0);
+  EXPECT_LT(r->cpu_steal_fraction, 1);
 }
 
 // Every depth reads (and checks) every row of every step, on both paths; with no overlap
@@ -222,6 +230,10 @@ TEST(TraceReplayResultTest, JsonRoundTripsEveryField) {
   r.staging_resizes = 3;
   r.kv_region_offset_bytes = 9 * kMiB;
   r.kv_region_len_bytes = 513 * kMiB;
+  r.decode_cpu_ms_per_step = 12.5;
+  r.cpus = 2;
+  r.cpu_busy_fraction = 0.75;
+  r.cpu_steal_fraction = 0.125;
   auto back = TraceReplayResultFromJson(TraceReplayResultToJson(r));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(back->policy, "dual");
@@ -232,6 +244,10 @@ TEST(TraceReplayResultTest, JsonRoundTripsEveryField) {
   EXPECT_EQ(back->staging_resizes, 3u);
   EXPECT_EQ(back->kv_region_offset_bytes, 9 * kMiB);
   EXPECT_EQ(back->kv_region_len_bytes, 513 * kMiB);
+  EXPECT_DOUBLE_EQ(back->decode_cpu_ms_per_step, 12.5);
+  EXPECT_EQ(back->cpus, 2u);
+  EXPECT_DOUBLE_EQ(back->cpu_busy_fraction, 0.75);
+  EXPECT_DOUBLE_EQ(back->cpu_steal_fraction, 0.125);
   EXPECT_TRUE(TraceReplayResultFromJson("{}").status().IsCorruption());
   EXPECT_TRUE(TraceReplayResultFromJson("not json").status().IsCorruption());
 }

@@ -86,6 +86,10 @@ std::string TraceBenchJson(const TraceBenchReport& rep, const TraceShape& shape)
       o["compute_busy_ms"] = r.compute_busy_ms;
       o["staging_resizes"] = r.staging_resizes;
       o["checksum_ms"] = r.checksum_ms;
+      o["decode_cpu_ms_per_step"] = r.decode_cpu_ms_per_step;
+      o["cpus"] = r.cpus;
+      o["cpu_busy_fraction"] = r.cpu_busy_fraction;
+      o["cpu_steal_fraction"] = r.cpu_steal_fraction;
       o["engine"] = r.engine;
     }
     points.push_back(std::move(o));

@@ -188,6 +188,13 @@ void AdaptiveController::Decide() {
                                          static_cast<double>(opts_.layer_bytes) *
                                          growth_cost_us_per_layer_;
     if (costly) roomy = false;
+    // A deeper depth can at best remove the stall. While the stall is within min_depth_gain of
+    // the critical path, no deeper depth could be judged faster than this one, so its growth,
+    // which faults a larger pool in, is not paid to measure it. (A depth already judged faster
+    // is taken back below: that measurement stands.)
+    const bool stall_small = have_sample_ && !JudgedCost(target) &&
+                             stall_us_ <= opts_.min_depth_gain * (compute_us_ + stall_us_);
+    if (stall_small) roomy = false;
     grow_votes_ = roomy ? grow_votes_ + 1 : 0;
     // Back to a depth measured lately as the faster one (after a shallower one was measured
     // again): the measurement is the evidence the votes stand for, so no waiting, only the slack.

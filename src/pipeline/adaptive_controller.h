@@ -32,6 +32,11 @@
 //                  left out of the costs (cold caches, the prefill's writeback: slow at whatever
 //                  depth), and the depth grows only once the depth running has been judged after
 //                  them, so the comparison is never against a warm-up.
+//   nothing to gain: a deeper depth can at best remove the stall. While the smoothed stall per
+//                  layer is within min_depth_gain of the critical path, no deeper depth could be
+//                  judged faster than the one running, so the controller does not grow the pool
+//                  (faulting a larger one in costs a step) to measure one. A depth already judged
+//                  faster is still taken back.
 //   memory cap   = floor(available / layer_bytes), available = min(staging budget, headroom
 //                  reported by the memory monitor). Depth never exceeds it. A staging budget
 //                  shorter than one layer still allows depth 1 while the headroom covers it

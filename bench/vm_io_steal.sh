@@ -35,7 +35,7 @@ steal_share() {
   awk -v a="$1" -v b="$2" 'BEGIN {
     split(a, x); split(b, y); t = 0
     for (i = 2; i <= 9; i++) t += y[i] - x[i]
-    printf "%.2f", t > 0 ? (y[9] - x[9]) / t : 0 }'
+    printf "%.2f", (t > 0 ? (y[9] - x[9]) / t : 0) }'
 }
 
 busy_pids=()

@@ -95,7 +95,7 @@ bool AdaptiveController::MeasuredNoFaster(uint32_t deeper, uint32_t shallower) c
   return false;
 }
 
-uint32_t AdaptiveController::MeasuredChoice(uint32_t floor, uint32_t hi) const {
+uint32_t AdaptiveController::MeasuredChoice(uint32_t floor, uint32_t hi, bool prefer_deep) const {
   const std::optional<double> hi_cost = JudgedCost(hi);
   if (!hi_cost) return hi;  // the model's depth is measured first
   // Every judged depth up to the model's is a candidate, those below the floor too: a step's
@@ -106,6 +106,10 @@ uint32_t AdaptiveController::MeasuredChoice(uint32_t floor, uint32_t hi) const {
   for (uint32_t d = 1; d < hi; ++d) {
     if (std::optional<double> c = JudgedCost(d)) best = std::min(best, *c);
   }
+  // Staging in memory nothing else wants: a shallower depth saves nothing, so the tie goes the
+  // other way, to the model's depth (its slack absorbs the reads' jitter), unless a shallower one
+  // was measured min_depth_gain faster. Nor is a stale shallower depth measured again for it.
+  if (prefer_deep && *hi_cost * (1 - opts_.min_depth_gain) <= best) return hi;
   uint32_t choice = hi;
   for (uint32_t d = 1; d < hi; ++d) {
     std::optional<double> c = JudgedCost(d);
@@ -117,7 +121,7 @@ uint32_t AdaptiveController::MeasuredChoice(uint32_t floor, uint32_t hi) const {
   // The next shallower depth, at or above the floor, not measured lately: measure it again. A
   // deeper depth taken against a cost that has since gone stale would otherwise be kept for good,
   // while the stale one is the depth that uses less staging.
-  if (choice > floor && choice > 1 && !JudgedCost(choice - 1)) return choice - 1;
+  if (!prefer_deep && choice > floor && choice > 1 && !JudgedCost(choice - 1)) return choice - 1;
   return choice;
 }
 
@@ -162,7 +166,13 @@ void AdaptiveController::Decide() {
       // Up to the model's depth, measurement decides.
       const auto floor_depth = static_cast<uint32_t>(std::clamp<double>(
           std::ceil(io_us_ / compute_us_ / (1 + opts_.jitter_margin)), 1, want));
-      want = MeasuredChoice(floor_depth, want);
+      // The model's depth's staging is memory reported free (SetGrowthCost): nothing to save
+      // below it. Not without a report (UINT64_MAX): then the least staging is still preferred.
+      const uint32_t now = std::min(decision_.plan.depth, want);
+      const bool prefer_deep = growth_free_bytes_ != UINT64_MAX && growth_free_bytes_ > 0 &&
+                               PoolBytes(want) - PoolBytes(now) <=
+                                   static_cast<double>(growth_free_bytes_);
+      want = MeasuredChoice(floor_depth, want, prefer_deep);
     }
   }
   want = std::min(want, opts_.max_depth);

@@ -26,7 +26,11 @@
 //                  no depth below that is tried unmeasured: well below it the reads cannot keep
 //                  up. The next shallower depth at or above that floor whose cost has gone stale
 //                  is measured again, so a deeper depth is not kept for good against an old
-//                  reading. Where reads cost CPU (page-cache copies on a machine with few
+//                  reading. Where the model's depth's staging is memory nothing else wants
+//                  (free bytes reported by SetGrowthCost cover it), a shallower depth saves nothing and the
+//                  tie goes the other way: the model's depth is kept unless a shallower one was
+//                  measured min_depth_gain faster (at a depth with no slack the reads' jitter
+//                  stalls compute, and measured costs are too noisy to see a few percent). Where reads cost CPU (page-cache copies on a machine with few
 //                  cores), reading further ahead competes with compute instead of hiding behind
 //                  it, and only measuring shows that. The run's first warmup_steps steps are
 //                  left out of the costs (cold caches, the prefill's writeback: slow at whatever
@@ -148,8 +152,10 @@ class AdaptiveController {
   bool MeasuredNoFaster(uint32_t deeper, uint32_t shallower) const;
   // The shallowest judged depth in [1, HI] within min_depth_gain of the cheapest there, once HI
   // itself is judged; HI otherwise (it must be measured first). The depth just below that choice
-  // instead when it is at or above FLOOR and its cost has gone stale (measure it again).
-  uint32_t MeasuredChoice(uint32_t floor, uint32_t hi) const;
+  // instead when it is at or above FLOOR and its cost has gone stale (measure it again). With
+  // PREFER_DEEP (HI's staging is free memory), HI while it is within min_depth_gain of the
+  // cheapest.
+  uint32_t MeasuredChoice(uint32_t floor, uint32_t hi, bool prefer_deep) const;
 
   AdaptiveControllerOptions opts_;
   bool have_sample_ = false;

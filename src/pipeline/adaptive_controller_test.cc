@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -87,6 +88,28 @@ TEST(AdaptiveControllerTest, NoGrowthToMeasureWhatCouldNotBeFaster) {
   depths = RunSteps(large, 12, 1050, 1000, [](uint32_t d, int) { return d == 1 ? 150 : 10; });
   EXPECT_NE(std::find(depths.begin(), depths.end(), 2u), depths.end());
   EXPECT_EQ(large.plan().depth, 2u);  // measured 13% faster: kept
+}
+
+// Where the model's depth's staging is memory reported free, a shallower depth saves nothing: the
+// model's depth is kept while a shallower one is no more than 5% faster. Without a report, or
+// where memory binds, the least staging that is as fast still wins.
+TEST(AdaptiveControllerTest, FreeMemoryKeepsTheModelsDepthOnATie) {
+  // I/O about equal to compute: the model asks for 2. Depth 1 stalls 150 us a layer (critical
+  // path 1150), depth 2 100 (1100): within 5% of each other.
+  auto run = [](std::optional<uint64_t> free_bytes) {
+    AdaptiveController c(Opts(16 * kLayer));
+    if (free_bytes) c.SetGrowthCost(*free_bytes, 50);
+    RunSteps(c, 14, 1050, 1000, [](uint32_t d, int) { return d == 1 ? 150 : 100; });
+    return c.plan().depth;
+  };
+  EXPECT_EQ(run(64 * kLayer), 2u);     // free: the model's depth stays
+  EXPECT_EQ(run(std::nullopt), 1u);    // no report: the least staging as fast
+  EXPECT_EQ(run(0), 1u);               // memory binds (and growth held by its cost)
+  // A shallower depth measured clearly faster is still taken where memory is free.
+  AdaptiveController c(Opts(16 * kLayer));
+  c.SetGrowthCost(64 * kLayer, 50);
+  RunSteps(c, 14, 1050, 1000, [](uint32_t d, int) { return d == 1 ? 150 : 400; });
+  EXPECT_EQ(c.plan().depth, 1u);
 }
 
 // Where reading further ahead does not shorten the step (the stall comes from something depth

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "common/clock.h"
 #include "residency/proc_file.h"
 
 namespace dualblade {
@@ -65,7 +66,7 @@ Result<ProcStatCpu> ReadProcStatCpu(const std::string& path) {
 CpuSample SampleCpu() {
   CpuSample s;
   s.process_cpu_ns = ClockNs(CLOCK_PROCESS_CPUTIME_ID);
-  s.wall_ns = ClockNs(CLOCK_MONOTONIC);
+  s.wall_ns = NowNanos();
   Result<ProcStatCpu> m = ReadProcStatCpu();
   if (m.ok()) s.machine = *m;
   return s;

@@ -38,7 +38,7 @@ Result<ProcStatCpu> ReadProcStatCpu(const std::string& path = "/proc/stat");
 
 struct CpuSample {
   uint64_t process_cpu_ns = 0;
-  uint64_t wall_ns = 0;                // CLOCK_MONOTONIC
+  uint64_t wall_ns = 0;                // NowNanos() (steady clock)
   std::optional<ProcStatCpu> machine;  // empty where /proc/stat cannot be read
 };
 

@@ -73,6 +73,11 @@ double AdaptiveController::PoolBytes(uint32_t depth) const {
                           static_cast<double>(opts_.staging_budget_bytes));
 }
 
+bool AdaptiveController::GrowthFitsFreeMemory(uint32_t from, uint32_t to) const {
+  return growth_free_bytes_ == UINT64_MAX ||
+         PoolBytes(to) - PoolBytes(from) <= static_cast<double>(growth_free_bytes_);
+}
+
 std::optional<double> AdaptiveController::JudgedCost(uint32_t depth) const {
   if (depth >= costs_.size()) return std::nullopt;
   const DepthCosts& c = costs_[depth];
@@ -168,10 +173,9 @@ void AdaptiveController::Decide() {
           std::ceil(io_us_ / compute_us_ / (1 + opts_.jitter_margin)), 1, want));
       // The model's depth's staging is memory reported free (SetGrowthCost): nothing to save
       // below it. Not without a report (UINT64_MAX): then the least staging is still preferred.
-      const uint32_t now = std::min(decision_.plan.depth, want);
-      const bool prefer_deep = growth_free_bytes_ != UINT64_MAX && growth_free_bytes_ > 0 &&
-                               PoolBytes(want) - PoolBytes(now) <=
-                                   static_cast<double>(growth_free_bytes_);
+      const bool prefer_deep =
+          growth_free_bytes_ != UINT64_MAX && growth_free_bytes_ > 0 &&
+          GrowthFitsFreeMemory(std::min(decision_.plan.depth, want), want);
       want = MeasuredChoice(floor_depth, want, prefer_deep);
     }
   }
@@ -191,12 +195,11 @@ void AdaptiveController::Decide() {
     bool roomy = headroom_bytes_ == UINT64_MAX ||
                  static_cast<double>(headroom_bytes_) >= need_bytes;
     // Staging taken from the page cache's KV: worth it only against a larger stall.
-    const double grow_bytes = PoolBytes(target) - PoolBytes(current);
-    const double free_bytes = static_cast<double>(growth_free_bytes_);
-    const bool costly = growth_free_bytes_ != UINT64_MAX && grow_bytes > free_bytes &&
-                        stall_us_ <= (grow_bytes - free_bytes) /
-                                         static_cast<double>(opts_.layer_bytes) *
-                                         growth_cost_us_per_layer_;
+    const bool costly =
+        !GrowthFitsFreeMemory(current, target) &&
+        stall_us_ <= (PoolBytes(target) - PoolBytes(current) -
+                      static_cast<double>(growth_free_bytes_)) /
+                         static_cast<double>(opts_.layer_bytes) * growth_cost_us_per_layer_;
     if (costly) roomy = false;
     // A deeper depth can at best remove the stall. While the stall is within min_depth_gain of
     // the critical path, no deeper depth could be judged faster than this one, so its growth,

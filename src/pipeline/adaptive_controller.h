@@ -26,16 +26,17 @@
 //                  no depth below that is tried unmeasured: well below it the reads cannot keep
 //                  up. The next shallower depth at or above that floor whose cost has gone stale
 //                  is measured again, so a deeper depth is not kept for good against an old
-//                  reading. Where the model's depth's staging is memory nothing else wants
-//                  (free bytes reported by SetGrowthCost cover it), a shallower depth saves nothing and the
-//                  tie goes the other way: the model's depth is kept unless a shallower one was
-//                  measured min_depth_gain faster (at a depth with no slack the reads' jitter
-//                  stalls compute, and measured costs are too noisy to see a few percent). Where reads cost CPU (page-cache copies on a machine with few
+//                  reading. Where reads cost CPU (page-cache copies on a machine with few
 //                  cores), reading further ahead competes with compute instead of hiding behind
 //                  it, and only measuring shows that. The run's first warmup_steps steps are
 //                  left out of the costs (cold caches, the prefill's writeback: slow at whatever
 //                  depth), and the depth grows only once the depth running has been judged after
 //                  them, so the comparison is never against a warm-up.
+//   free memory: where the model's depth's staging is memory nothing else wants (free bytes
+//                  reported by SetGrowthCost cover it), a shallower depth saves nothing and the
+//                  tie goes the other way: the model's depth is kept unless a shallower one was
+//                  measured min_depth_gain faster (at a depth with no slack the reads' jitter
+//                  stalls compute, and measured costs are too noisy to see a few percent).
 //   nothing to gain: a deeper depth can at best remove the stall. While the smoothed stall per
 //                  layer is within min_depth_gain of the critical path, no deeper depth could be
 //                  judged faster than the one running, so the controller does not grow the pool
@@ -145,6 +146,9 @@ class AdaptiveController {
   uint32_t MemoryCapDepth() const;
   // Staging bytes a pool for DEPTH holds: (depth + 1) layers, at most the staging budget.
   double PoolBytes(uint32_t depth) const;
+  // Growing the pool from depth FROM to depth TO takes only memory reported free
+  // (SetGrowthCost; true while none was reported).
+  bool GrowthFitsFreeMemory(uint32_t from, uint32_t to) const;
   // Measured per-layer critical path at DEPTH (us), or nothing while it is not judged.
   std::optional<double> JudgedCost(uint32_t depth) const;
   // DEEPER and a depth at or below SHALLOWER are judged, and DEEPER is not min_depth_gain

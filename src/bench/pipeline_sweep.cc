@@ -35,7 +35,7 @@ std::string RunLine(const TracePoint& p, int32_t depth, uint64_t compute_us) {
   if (!p.ok()) return s + (p.oom ? "OOM-killed" : "failed: " + p.error);
   return s + "step p50 " + Fmt("%.1f", p.r.decode_step_ms_p50) + " ms, io " +
          Fmt("%.1f", p.r.io_busy_ms) + " ms, compute " + Fmt("%.1f", p.r.compute_busy_ms) +
-         " ms, stall " + Fmt("%.1f", p.r.stall_ms) + " ms, overlap " +
+         " ms (running " + Fmt("%.1f", p.r.compute_run_ms) + " ms), stall " + Fmt("%.1f", p.r.stall_ms) + " ms, overlap " +
          Fmt("%.3f", p.r.overlap_efficiency) + ", depth used " +
          std::to_string(p.r.prefetch_depth) + ", CPU " + Fmt("%.1f", p.r.decode_cpu_ms_per_step) +
          " ms/step, CPUs busy " + Fmt("%.2f", p.r.cpu_busy_fraction) + " (steal " +
@@ -61,6 +61,7 @@ nlohmann::json PointJson(const TracePoint& p, int32_t depth) {
     o["prefetch_depth"] = p.r.prefetch_depth;
     o["io_busy_ms"] = p.r.io_busy_ms;
     o["compute_busy_ms"] = p.r.compute_busy_ms;
+    o["compute_run_ms"] = p.r.compute_run_ms;
     o["staging_resizes"] = p.r.staging_resizes;
     o["read_bytes_page"] = p.r.read_bytes_page;
     o["read_bytes_direct"] = p.r.read_bytes_direct;
@@ -213,20 +214,23 @@ std::string PipelineSweepMarkdown(const PipelineSweepReport& rep, const TraceSha
                    " tokens (" + FormatBytes(shape.kv_bytes()) + " of KV), " +
                    std::to_string(shape.n_gen) + " decode steps, policy dual.\n\n";
   md += "| budget | I/O ms/layer | compute us/layer | depth | step p50 ms | I/O busy ms | "
-        "compute busy ms | stall ms | overlap eff. | depth used | CPU ms/step | CPUs busy |\n";
-  md += "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+        "compute busy ms | compute running ms | stall ms | overlap eff. | depth used | CPU ms/step | "
+        "CPUs busy | steal |\n";
+  md += "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: |\n";
   auto row = [&](const PipelineSweepBudget& b, const TracePoint& p, const std::string& depth) {
     md += "| " + FormatBytes(b.budget_bytes) + " | " + Fmt("%.2f", b.io_ms_per_layer) + " | " +
           std::to_string(b.compute_us_per_layer) + " | " + depth + " | ";
     if (!p.ok()) {
-      md += (p.oom ? std::string("OOM") : "failed: " + p.error) + " | | | | | | | |\n";
+      md += (p.oom ? std::string("OOM") : "failed: " + p.error) + " | | | | | | | | | |\n";
       return;
     }
     md += Fmt("%.1f", p.r.decode_step_ms_p50) + " | " + Fmt("%.1f", p.r.io_busy_ms) + " | " +
-          Fmt("%.1f", p.r.compute_busy_ms) + " | " + Fmt("%.1f", p.r.stall_ms) + " | " +
+          Fmt("%.1f", p.r.compute_busy_ms) + " | " + Fmt("%.1f", p.r.compute_run_ms) + " | " +
+          Fmt("%.1f", p.r.stall_ms) + " | " +
           Fmt("%.3f", p.r.overlap_efficiency) + " | " + std::to_string(p.r.prefetch_depth) +
           " | " + Fmt("%.1f", p.r.decode_cpu_ms_per_step) + " | " +
-          Fmt("%.2f", p.r.cpu_busy_fraction) + " |\n";
+          Fmt("%.2f", p.r.cpu_busy_fraction) + " | " + Fmt("%.2f", p.r.cpu_steal_fraction) + " |\n";
   };
   for (const PipelineSweepBudget& b : rep.budgets) {
     row(b, b.none, "0 (no overlap)");

@@ -108,7 +108,7 @@ class Replay {
   uint64_t staging_free_bytes_ = 0;
   bool staging_under_pressure_ = false;  // at the last re-plan
   // Per decode step.
-  std::vector<double> stalls_, overlaps_, io_ms_, compute_ms_;
+  std::vector<double> stalls_, overlaps_, io_ms_, compute_ms_, compute_run_ms_;
   std::vector<double> depths_;
 };
 
@@ -396,6 +396,7 @@ Status Replay::DecodeStep(uint32_t step) {
   overlaps_.push_back(st.overlap_efficiency());
   io_ms_.push_back(static_cast<double>(st.io_busy_us) / 1000.0);
   compute_ms_.push_back(static_cast<double>(st.compute_busy_us) / 1000.0);
+  compute_run_ms_.push_back(static_cast<double>(ex1.compute_run_us - ex0.compute_run_us) / 1000.0);
   depths_.push_back(st.depth);
   return Status::OK();
 }
@@ -439,6 +440,7 @@ Result<TraceReplayResult> Replay::Run() {
   r_.overlap_efficiency = Percentile(overlaps_, 0.5);
   r_.io_busy_ms = Percentile(io_ms_, 0.5);
   r_.compute_busy_ms = Percentile(compute_ms_, 0.5);
+  r_.compute_run_ms = Percentile(compute_run_ms_, 0.5);
   r_.prefetch_depth = static_cast<uint32_t>(Percentile(depths_, 0.5));
   r_.page_rate_bytes_per_s = placement_->policy().page_rate_bytes_per_s();
   r_.direct_rate_bytes_per_s = placement_->policy().direct_rate_bytes_per_s();

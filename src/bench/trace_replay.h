@@ -91,6 +91,10 @@ struct TraceReplayResult {
   double overlap_efficiency = 0;
   double io_busy_ms = 0;
   double compute_busy_ms = 0;
+  // The compute thread's own time in the step's compute tasks (KvExecutorStats::compute_run_us):
+  // compute_busy_ms less the hand-offs. For the same work it rises with the CPU time the
+  // compute thread lost (on a VM, the host's steal).
+  double compute_run_ms = 0;
   // Auto depth: times the staging pool followed the controller's depth to a new size.
   uint64_t staging_resizes = 0;
   double checksum_ms = 0;

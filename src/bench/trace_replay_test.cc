@@ -137,8 +137,10 @@ TEST_F(TraceReplayTest, PrefetchDepthIsReportedAndChangesNothingRead) {
   // step / max(I/O busy, compute busy): both lie within the step.
   EXPECT_GE(r->overlap_efficiency, 1.0);
   EXPECT_GT(r->io_busy_ms, 0);
-  // Two layers of 200 us busy compute per step at least.
+  // Two layers of 200 us busy compute per step at least, on the compute thread, which the
+  // Prefetcher's view (hand-offs included) holds.
   EXPECT_GE(r->compute_busy_ms, 0.4);
+  EXPECT_GE(r->compute_run_ms, 0.4);
   EXPECT_GE(r->decode_step_ms_p50, 0.4);
   // The busy compute alone is CPU time of this process in every step.
   EXPECT_GE(r->decode_cpu_ms_per_step, 0.3);
@@ -234,6 +236,7 @@ TEST(TraceReplayResultTest, JsonRoundTripsEveryField) {
   r.cpus = 2;
   r.cpu_busy_fraction = 0.75;
   r.cpu_steal_fraction = 0.125;
+  r.compute_run_ms = 7.25;
   auto back = TraceReplayResultFromJson(TraceReplayResultToJson(r));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(back->policy, "dual");
@@ -248,6 +251,7 @@ TEST(TraceReplayResultTest, JsonRoundTripsEveryField) {
   EXPECT_EQ(back->cpus, 2u);
   EXPECT_DOUBLE_EQ(back->cpu_busy_fraction, 0.75);
   EXPECT_DOUBLE_EQ(back->cpu_steal_fraction, 0.125);
+  EXPECT_DOUBLE_EQ(back->compute_run_ms, 7.25);
   EXPECT_TRUE(TraceReplayResultFromJson("{}").status().IsCorruption());
   EXPECT_TRUE(TraceReplayResultFromJson("not json").status().IsCorruption());
 }

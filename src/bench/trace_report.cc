@@ -84,6 +84,7 @@ std::string TraceBenchJson(const TraceBenchReport& rep, const TraceShape& shape)
       o["prefetch_depth"] = r.prefetch_depth;
       o["io_busy_ms"] = r.io_busy_ms;
       o["compute_busy_ms"] = r.compute_busy_ms;
+      o["compute_run_ms"] = r.compute_run_ms;
       o["staging_resizes"] = r.staging_resizes;
       o["checksum_ms"] = r.checksum_ms;
       o["decode_cpu_ms_per_step"] = r.decode_cpu_ms_per_step;

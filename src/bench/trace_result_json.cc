@@ -15,7 +15,7 @@ namespace dualblade {
   X(engine) X(io_busy_ms) X(compute_busy_ms) X(staging_resizes) X(kv_region_offset_bytes)      \
   X(kv_region_len_bytes) X(page_set_bytes_last) X(page_rate_bytes_per_s)                       \
   X(direct_rate_bytes_per_s) X(decode_cpu_ms_per_step) X(cpus) X(cpu_busy_fraction)            \
-  X(cpu_steal_fraction)
+  X(cpu_steal_fraction) X(compute_run_ms)
 
 std::string TraceReplayResultToJson(const TraceReplayResult& r) {
   nlohmann::json j;

@@ -98,6 +98,7 @@ KvExecutorStats KvStoreExecutor::stats() const {
   s.page_copy_us = page_copy_us_.load();
   s.bytes_staged = bytes_staged_.load();
   s.batches = batches_.load();
+  s.compute_run_us = compute_run_us_.load();
   return s;
 }
 
@@ -124,7 +125,9 @@ void KvStoreExecutor::ComputeLoop() {
     const ComputeTask task = std::move(compute_tasks_.front().second);
     compute_tasks_.pop_front();
     lock.unlock();
+    const uint64_t t0 = NowUs();
     Status st = RunCompute(task);
+    compute_run_us_.fetch_add(NowUs() - t0, std::memory_order_relaxed);
     lock.lock();
     events_.push_back(PipelineEvent{PipelineEvent::Kind::kCompute, token, std::move(st)});
     event_cv_.notify_one();

@@ -92,6 +92,11 @@ struct KvExecutorStats {
   uint64_t page_copy_us = 0;
   uint64_t bytes_staged = 0;  // copied into the pipeline's staging (not read straight into it)
   uint64_t batches = 0;
+  // The compute thread's own time in compute tasks (opts.compute over every unit). The
+  // Prefetcher's compute busy time also holds the hand-offs between threads; this does not, so
+  // a gap between the two is scheduling, and a rise of this one for the same work is CPU time
+  // the compute thread did not get (a host's steal, another thread on its CPU).
+  uint64_t compute_run_us = 0;
 };
 
 class KvStoreExecutor final : public PipelineExecutor {
@@ -183,7 +188,7 @@ class KvStoreExecutor final : public PipelineExecutor {
 
   std::atomic<uint64_t> chunks_page_{0}, chunks_direct_{0}, chunks_memory_{0};
   std::atomic<uint64_t> bytes_page_{0}, bytes_direct_{0}, page_copy_us_{0};
-  std::atomic<uint64_t> bytes_staged_{0}, batches_{0};
+  std::atomic<uint64_t> bytes_staged_{0}, batches_{0}, compute_run_us_{0};
 
   std::thread io_thread_, compute_thread_;  // last: started once everything above exists
 };

@@ -8,9 +8,11 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <random>
+#include <thread>
 
 #include "common/clock.h"
 #include "common/units.h"
@@ -171,6 +173,8 @@ struct Config {
   uint32_t max_chunks_per_compute = 1;
   // Register the pool's arena with the KvStore, as TracePipeline does.
   bool register_pool = true;
+  // Each compute unit (chunk or tail) also sleeps this long.
+  uint32_t compute_sleep_us = 0;
 };
 
 // Runs STEPS steps under CFG and returns the merged result of each layer of each step.
@@ -181,6 +185,8 @@ std::vector<float> RunConfig(Written& s, const Config& cfg, uint32_t steps, KvEx
   KvStoreExecutorOptions xo;
   xo.seq = s.seq;
   xo.compute = [&](const KvComputeUnit& t, std::span<const uint8_t> d) {
+    if (cfg.compute_sleep_us != 0)
+      std::this_thread::sleep_for(std::chrono::microseconds(cfg.compute_sleep_us));
     return model.Compute(t, d);
   };
   auto ex = KvStoreExecutor::Create(&s.f->kv(), xo);
@@ -316,6 +322,24 @@ TEST(KvStoreExecutorTest, ThreadPoolEngineToo) {
   std::vector<float> b = RunConfig(s, {"no overlap", 0, kChunksPerLayer, 4, 4, false}, 2, nullptr);
   ASSERT_EQ(a.size(), b.size());
   EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
+}
+
+// The compute thread's own time counts every unit's compute and nothing between steps.
+TEST(KvStoreExecutorTest, ComputeRunTimeCountsTheComputeTasks) {
+  TempDir dir;
+  Written s = Write(dir.File("s.img"), 64 * kMiB, {});
+  ASSERT_TRUE(s.f);
+  Config cfg{"depth 1, 300 us a unit", 1, 8, 2, 4};
+  cfg.compute_sleep_us = 300;
+  constexpr uint32_t kSteps = 2;
+  KvExecutorStats xs;
+  Stopwatch sw;
+  RunConfig(s, cfg, kSteps, &xs);
+  const double wall_us = sw.ElapsedMillis() * 1000;
+  // One unit per chunk (one chunk per task) and one per layer tail, every step.
+  const uint64_t units = uint64_t{kSteps} * kLayers * (kChunksPerLayer + 1);
+  EXPECT_GE(xs.compute_run_us, units * cfg.compute_sleep_us);
+  EXPECT_LE(static_cast<double>(xs.compute_run_us), wall_us);
 }
 
 // Runs one step that is expected to fail, then checks that nothing was left behind: the pool is

@@ -37,6 +37,11 @@ struct PipelineSweepBudget {
   std::optional<double> auto_overlap_efficiency;
   std::optional<double> auto_vs_depth0;
   std::optional<double> auto_vs_best_fixed;
+  // Auto's compute thread alone (its compute running time) against depth 0's step: what
+  // auto / depth 0 cannot go below on this machine whatever the reads do. Near or above 0.5 it
+  // says the compute itself ran slower overlapped (on a VM, the host's steal while the disk is
+  // read), not that the reads were not hidden.
+  std::optional<double> auto_compute_vs_depth0;
   uint32_t best_fixed_depth = 0;    // among depth 0 and the fixed depths
 };
 

@@ -128,6 +128,11 @@ TEST(BenchCommandTest, RepeatAndPipelineSweep) {
   EXPECT_GT(b["compute_us_per_layer"].get<uint64_t>(), 0u) << b.dump();
   ASSERT_EQ(b["points"].size(), 4u) << b.dump();  // depth 0, 1, 2, auto
   for (const auto& p : b["points"]) EXPECT_FALSE(p["oom"].get<bool>()) << p.dump();
+  // Auto's compute runs within its steps, so its share of depth 0's step is at most auto's.
+  ASSERT_TRUE(b["auto_compute_vs_depth0"].is_number()) << b.dump();
+  EXPECT_GT(b["auto_compute_vs_depth0"].get<double>(), 0) << b.dump();
+  EXPECT_LE(b["auto_compute_vs_depth0"].get<double>(), b["auto_vs_depth0"].get<double>())
+      << b.dump();
   EXPECT_TRUE(j["ratios"]["auto_vs_depth0_worst"].is_number()) << j.dump();
   EXPECT_TRUE(j["ratios"]["auto_overlap_efficiency_worst"].is_number()) << j.dump();
   EXPECT_TRUE(j["ratios"]["auto_vs_best_fixed_worst"].is_number()) << j.dump();

@@ -35,7 +35,8 @@ std::string RunLine(const TracePoint& p, int32_t depth, uint64_t compute_us) {
   if (!p.ok()) return s + (p.oom ? "OOM-killed" : "failed: " + p.error);
   return s + "step p50 " + Fmt("%.1f", p.r.decode_step_ms_p50) + " ms, io " +
          Fmt("%.1f", p.r.io_busy_ms) + " ms, compute " + Fmt("%.1f", p.r.compute_busy_ms) +
-         " ms (running " + Fmt("%.1f", p.r.compute_run_ms) + " ms), stall " + Fmt("%.1f", p.r.stall_ms) + " ms, overlap " +
+         " ms (running " + Fmt("%.1f", p.r.compute_run_ms) + " ms), stall " +
+         Fmt("%.1f", p.r.stall_ms) + " ms, overlap " +
          Fmt("%.3f", p.r.overlap_efficiency) + ", depth used " +
          std::to_string(p.r.prefetch_depth) + ", CPU " + Fmt("%.1f", p.r.decode_cpu_ms_per_step) +
          " ms/step, CPUs busy " + Fmt("%.2f", p.r.cpu_busy_fraction) + " (steal " +
@@ -217,16 +218,20 @@ std::string PipelineSweepMarkdown(const PipelineSweepReport& rep, const TraceSha
                    std::to_string(shape.n_embd_head) + ", f16, " + std::to_string(shape.n_ctx) +
                    " tokens (" + FormatBytes(shape.kv_bytes()) + " of KV), " +
                    std::to_string(shape.n_gen) + " decode steps, policy dual.\n\n";
+  // Four columns name the point, the rest are its figures (empty for a failed run).
+  constexpr int kPointColumns = 4, kFigureColumns = 10;
   md += "| budget | I/O ms/layer | compute us/layer | depth | step p50 ms | I/O busy ms | "
-        "compute busy ms | compute running ms | stall ms | overlap eff. | depth used | CPU ms/step | "
-        "CPUs busy | steal |\n";
-  md += "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-        "| ---: |\n";
+        "compute busy ms | compute running ms | stall ms | overlap eff. | depth used | "
+        "CPU ms/step | CPUs busy | steal |\n";
+  for (int i = 0; i < kPointColumns + kFigureColumns; ++i) md += "| ---: ";
+  md += "|\n";
   auto row = [&](const PipelineSweepBudget& b, const TracePoint& p, const std::string& depth) {
     md += "| " + FormatBytes(b.budget_bytes) + " | " + Fmt("%.2f", b.io_ms_per_layer) + " | " +
           std::to_string(b.compute_us_per_layer) + " | " + depth + " | ";
     if (!p.ok()) {
-      md += (p.oom ? std::string("OOM") : "failed: " + p.error) + " | | | | | | | | | |\n";
+      md += p.oom ? std::string("OOM") : "failed: " + p.error;
+      for (int i = 1; i < kFigureColumns; ++i) md += " |";
+      md += " |\n";
       return;
     }
     md += Fmt("%.1f", p.r.decode_step_ms_p50) + " | " + Fmt("%.1f", p.r.io_busy_ms) + " | " +
